@@ -1,0 +1,52 @@
+# Two commands a newcomer needs: `make demo` and `make test`. Both bootstrap everything from python3.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+KSERVE_VENV := .venv-kserve
+PY := $(VENV)/bin/python
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# kfp.Client may write ~/.config/kfp; keep the developer's HOME out of the demo and tests.
+PYTEST_ARGS ?=
+
+.PHONY: help venv venv-kserve test test-fast lint demo chaos bench compile-check clean up down
+help:
+	@echo "make demo   - run the main job end to end on the embedded stand-ins"
+	@echo "make test   - bootstrap the venvs and run the whole test suite"
+	@echo "make lint   - ruff (including the AIR rules)"
+	@echo "make bench  - benchmarks under benchmarks/"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION)
+
+# The stamp makes the venv reusable while the lock file is unchanged.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+$(KSERVE_VENV)/.synced: requirements/kserve.lock | $(UV)
+	[ -x $(KSERVE_VENV)/bin/python ] || $(UV) venv --python $(PYTHON) $(KSERVE_VENV)
+	VIRTUAL_ENV=$(KSERVE_VENV) $(UV) pip sync --python $(KSERVE_VENV)/bin/python requirements/kserve.lock
+	touch $@
+
+venv: $(VENV)/.synced
+venv-kserve: $(KSERVE_VENV)/.synced
+
+lint: venv
+	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
+
+test: venv venv-kserve
+	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+demo: venv venv-kserve
+	$(PY) -m kfp_bridge.demo
+
+bench: venv venv-kserve
+	$(PY) benchmarks/parse_time.py
+
+clean:
+	rm -rf $(VENV) $(KSERVE_VENV) $(TOOLS) .demo

@@ -1,0 +1,74 @@
+"""The ``kfp-bridge`` command: embedded stand-ins and pipeline compilation.
+
+Sub-commands import their implementation lazily so ``kfp-bridge --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _add_local(sub: argparse._SubParsersAction) -> None:
+    local = sub.add_parser("local", help="run the embedded stand-ins (development and tests)")
+    local_sub = local.add_subparsers(dest="service", required=True)
+
+    kfp = local_sub.add_parser("kfp", help="KFP v2beta1 API server that executes pipelines with kfp.local")
+    kfp.add_argument("--host", default="127.0.0.1")
+    kfp.add_argument("--port", type=int, required=True)
+    kfp.add_argument("--state-dir", required=True, help="SQLite database and run outputs live here")
+    kfp.add_argument("--token-file", help="require 'authorization: Bearer <file content>' (re-read per request)")
+    kfp.add_argument("--admin", action="store_true", help="enable /_admin/stats and /_admin/faults")
+
+    kube = local_sub.add_parser("kube", help="Kubernetes API for KServe InferenceServices, with a controller")
+    kube.add_argument("--host", default="127.0.0.1")
+    kube.add_argument("--port", type=int, required=True)
+    kube.add_argument("--state-dir", required=True, help="writes DIR/kubeconfig for clients")
+    kube.add_argument("--token-file", help="require 'authorization: Bearer <file content>'")
+    kube.add_argument("--admin", action="store_true", help="enable /_admin test hooks")
+
+    up = local_sub.add_parser("up", help="start both stand-ins and print the AIRFLOW_CONN_* lines to use")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--kfp-port", type=int, default=0, help="0 picks a free port")
+    up.add_argument("--kube-port", type=int, default=0, help="0 picks a free port")
+    up.add_argument("--state-dir", default=".local-state")
+    up.add_argument("--token-file", help="bearer token both stand-ins require")
+
+
+def _add_compile(sub: argparse._SubParsersAction) -> None:
+    comp = sub.add_parser("compile", help="compile pipeline sources to YAML beside them")
+    comp.add_argument("sources", nargs="+", help="'module:function' or a .py file with one @dsl.pipeline")
+    comp.add_argument("--check", action="store_true", help="exit 1 and name the file when a committed YAML is stale")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kfp-bridge", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_local(sub)
+    _add_compile(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "compile":
+        from kfp_bridge.utils.compiling import compile_sources
+
+        return compile_sources(args.sources, check=args.check)
+    if args.service == "kfp":
+        from kfp_bridge.local.kfp.server import serve
+
+        serve(host=args.host, port=args.port, state_dir=args.state_dir, token_file=args.token_file, admin=args.admin)
+        return 0
+    if args.service == "kube":
+        from kfp_bridge.local.kube.server import serve
+
+        serve(host=args.host, port=args.port, state_dir=args.state_dir, token_file=args.token_file, admin=args.admin)
+        return 0
+    from kfp_bridge.local.up import run_up
+
+    return run_up(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Provider metadata for Airflow's ProvidersManager (entry point ``apache_airflow_provider``).
+
+A literal dict on purpose: Airflow reads it at start-up, so it must import nothing.
+"""
+
+from __future__ import annotations
+
+
+def get_provider_info() -> dict:
+    return {
+        "package-name": "kfp-bridge",
+        "name": "Kubeflow Pipelines and KServe (kfp-bridge)",
+        "description": "Run Kubeflow Pipelines v2 runs and KServe InferenceService rollouts as Airflow tasks.",
+        "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": "Kubeflow Pipelines",
+                "external-doc-url": "https://www.kubeflow.org/docs/components/pipelines/",
+                "tags": ["software"],
+            },
+            {
+                "integration-name": "KServe",
+                "external-doc-url": "https://kserve.github.io/website/",
+                "tags": ["software"],
+            },
+        ],
+        "hooks": [
+            {"integration-name": "Kubeflow Pipelines", "python-modules": ["kfp_bridge.hooks.kfp"]},
+            {"integration-name": "KServe", "python-modules": ["kfp_bridge.hooks.kserve"]},
+        ],
+        "operators": [
+            {"integration-name": "Kubeflow Pipelines", "python-modules": ["kfp_bridge.operators.kfp"]},
+            {"integration-name": "KServe", "python-modules": ["kfp_bridge.operators.kserve"]},
+        ],
+        "sensors": [
+            {"integration-name": "Kubeflow Pipelines", "python-modules": ["kfp_bridge.sensors.kfp"]},
+        ],
+        "triggers": [
+            {"integration-name": "Kubeflow Pipelines", "python-modules": ["kfp_bridge.triggers.kfp"]},
+            {"integration-name": "KServe", "python-modules": ["kfp_bridge.triggers.kserve"]},
+        ],
+        "connection-types": [
+            {"hook-class-name": "kfp_bridge.hooks.kfp.KfpHook", "connection-type": "kfp"},
+        ],
+        "extra-links": [
+            "kfp_bridge.links.kfp.KfpRunLink",
+            "kfp_bridge.links.kserve.InferenceServiceLink",
+        ],
+    }
