@@ -40,7 +40,50 @@ def get_provider_info() -> dict:
             {"integration-name": "KServe", "python-modules": ["kfp_bridge.triggers.kserve"]},
         ],
         "connection-types": [
-            {"hook-class-name": "kfp_bridge.hooks.kfp.KfpHook", "connection-type": "kfp"},
+            {
+                "hook-class-name": "kfp_bridge.hooks.kfp.KfpHook",
+                "connection-type": "kfp",
+                "hook-name": "Kubeflow Pipelines",
+                # Mirrors kfp_bridge.utils.kfp_connection (a unit test keeps them equal).
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port", "login"],
+                    "relabeling": {"host": "KFP API URL", "password": "Static bearer token (optional)"},
+                    "placeholders": {
+                        "host": "https://kubeflow.example.com/pipeline",
+                        "password": "leave empty to use the projected token file",
+                    },
+                },
+                "conn-fields": {
+                    "token_path": {
+                        "label": "Token file",
+                        "description": (
+                            "Projected service-account token file, re-read on every request. Default: "
+                            "$KF_PIPELINES_SA_TOKEN_PATH, then /var/run/secrets/kubeflow/pipelines/token when it exists."
+                        ),
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "namespace": {
+                        "label": "Namespace",
+                        "description": "Kubeflow profile namespace for experiments and runs (multi-user KFP).",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                    "ui_host": {
+                        "label": "KFP UI URL",
+                        "description": "Base URL for links to runs; default: the API host.",
+                        "schema": {"type": ["string", "null"], "format": "url"},
+                    },
+                    "verify_ssl": {
+                        "label": "Verify TLS",
+                        "description": "Verify the server certificate (default true).",
+                        "schema": {"type": ["boolean", "null"], "default": True},
+                    },
+                    "ca_cert": {
+                        "label": "CA bundle path",
+                        "description": "PEM file with the CA that signed the KFP endpoint's certificate.",
+                        "schema": {"type": ["string", "null"]},
+                    },
+                },
+            },
         ],
         "extra-links": [
             "kfp_bridge.links.kfp.KfpRunLink",

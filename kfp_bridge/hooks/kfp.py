@@ -1,0 +1,388 @@
+"""KfpHook: the ``kfp`` connection, authentication, and the KFP v2beta1 calls the operators need.
+
+Sync calls go through the generated ``kfp_server_api`` client (what ``kfp.Client`` wraps) with a
+timeout on every request; async calls (for the trigger) use httpx against the same REST paths and
+read the connection with Airflow's async connection API, so the triggerer's loop never blocks.
+Transient failures are retried by :mod:`kfp_bridge.utils.retry`; any other HTTP error fails at once
+with the server's own message. The bearer token is re-read for every request and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import tempfile
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from kfp_bridge.utils.kfp_connection import (
+    KfpConnectionError,
+    KfpSettings,
+    settings_from_connection,
+)
+from kfp_bridge.utils.retry import (
+    DEFAULT_POLICY,
+    RetryPolicy,
+    acall_with_retry,
+    call_with_retry,
+    http_status_of,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+API = "/apis/v2beta1"
+
+
+class KfpApiError(RuntimeError):
+    """A KFP API call failed for good; ``status`` is the HTTP code (0 when no answer came)."""
+
+    def __init__(self, action: str, status: int, server_message: str, hint: str = "") -> None:
+        self.status = status
+        self.server_message = server_message
+        text = f"KFP API {action} failed with HTTP {status}: {server_message}"
+        super().__init__(f"{text}. {hint}" if hint else text)
+
+
+def _server_message(body: Any) -> str:
+    """The user-facing message of a v2beta1 error body ({code, message, details})."""
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        data = json.loads(body) if isinstance(body, str) else body
+    except ValueError:
+        return str(body)[:500] if body else "no error body"
+    if not isinstance(data, dict):
+        return str(data)[:500]
+    for detail in data.get("details") or []:
+        if isinstance(detail, dict) and detail.get("message"):
+            return detail["message"]
+    return data.get("message") or data.get("error_message") or json.dumps(data)[:500]
+
+
+def _hint(status: int, settings: KfpSettings) -> str:
+    if status == 401:
+        return (
+            f"The KFP API rejected the credentials of connection '{settings.conn_id}' "
+            f"({settings.token.kind}): check the token or the projected token mount."
+        )
+    if status == 403:
+        return (
+            f"The identity behind connection '{settings.conn_id}' may not do this: bind it to the "
+            "profile namespace (deploy/rbac) or set the connection extra 'namespace'."
+        )
+    return ""
+
+
+class KfpHook(BaseHook):
+    """Talks to a Kubeflow Pipelines v2beta1 API.
+
+    :param kfp_conn_id: connection of type ``kfp``: host = API URL, password = static bearer token
+        (optional), extras ``token_path``, ``namespace``, ``ui_host``, ``verify_ssl``, ``ca_cert``.
+    :param retry_policy: backoff and budget for transient failures; also sets the request timeout.
+    """
+
+    conn_name_attr = "kfp_conn_id"
+    default_conn_name = "kfp_default"
+    conn_type = "kfp"
+    hook_name = "Kubeflow Pipelines"
+
+    def __init__(self, kfp_conn_id: str = default_conn_name, retry_policy: RetryPolicy = DEFAULT_POLICY) -> None:
+        super().__init__()
+        self.kfp_conn_id = kfp_conn_id
+        self.retry_policy = retry_policy
+
+    # The connection form is declared in get_provider_info ("conn-fields", "ui-field-behaviour"):
+    # Airflow 3.2+ deprecates get_connection_form_widgets / get_ui_field_behaviour on hooks.
+
+    # ----- settings and clients ----------------------------------------------------------------
+    @cached_property
+    def settings(self) -> KfpSettings:
+        return settings_from_connection(self.get_connection(self.kfp_conn_id))
+
+    async def asettings(self) -> KfpSettings:
+        if "settings" not in self.__dict__:
+            conn = await BaseHook.aget_connection(self.kfp_conn_id)
+            self.__dict__["settings"] = settings_from_connection(conn)
+        return self.__dict__["settings"]
+
+    @cached_property
+    def api_client(self) -> Any:
+        import kfp_server_api
+
+        settings = self.settings
+        config = kfp_server_api.Configuration(host=settings.host)
+        config.verify_ssl = settings.verify_ssl
+        config.ssl_ca_cert = settings.ca_cert
+        if settings.token.kind != "no authentication":
+            config.api_key["authorization"] = "placeholder"
+            config.api_key_prefix["authorization"] = "Bearer"
+
+            def refresh(configuration: Any) -> None:
+                configuration.api_key["authorization"] = settings.token.read()
+
+            config.refresh_api_key_hook = refresh
+        return kfp_server_api.ApiClient(config)
+
+    def _api(self, name: str) -> Any:
+        import kfp_server_api
+
+        return getattr(kfp_server_api, name)(self.api_client)
+
+    def get_client(self) -> Any:
+        """A ``kfp.Client`` on the same connection, for ad-hoc use in user code."""
+        import kfp
+        from kfp.client import ServiceAccountTokenVolumeCredentials
+
+        settings = self.settings
+        kwargs: dict[str, Any] = {"host": settings.host, "ui_host": settings.ui_host, "verify_ssl": settings.verify_ssl}
+        if settings.ca_cert:
+            kwargs["ssl_ca_cert"] = settings.ca_cert
+        if settings.token.static_token:
+            kwargs["existing_token"] = settings.token.static_token
+        elif settings.token.token_path:
+            kwargs["credentials"] = ServiceAccountTokenVolumeCredentials(settings.token.token_path)
+        if settings.namespace:
+            kwargs["namespace"] = settings.namespace
+        return kfp.Client(**kwargs)
+
+    # ----- sync call plumbing -----------------------------------------------------------------
+    def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs["_request_timeout"] = self.retry_policy.request_timeout
+
+        def attempt() -> Any:
+            return fn(*args, **kwargs)
+
+        def on_retry(exc: BaseException, wait: float) -> None:
+            self.log.warning("KFP API %s: transient failure (%s); retrying in %.1fs", action, _describe(exc), wait)
+
+        try:
+            return call_with_retry(attempt, self.retry_policy, on_retry=on_retry)
+        except KfpConnectionError:
+            raise
+        except Exception as exc:
+            raise self._api_error(action, exc) from None
+
+    def _api_error(self, action: str, exc: BaseException) -> KfpApiError:
+        status = http_status_of(exc) or 0
+        body = getattr(exc, "body", None)
+        message = _server_message(body) if body else _describe(exc)
+        return KfpApiError(action, status, message, _hint(status, self.settings))
+
+    # ----- runs --------------------------------------------------------------------------------
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        api = self._api("RunServiceApi")
+        return self._call(f"get run {run_id}", api.run_service_get_run, run_id).to_dict()
+
+    def list_runs(self, *, filter_: dict | None = None, sort_by: str = "created_at desc", page_size: int = 20) -> list[dict]:
+        api = self._api("RunServiceApi")
+        kwargs: dict[str, Any] = {"sort_by": sort_by, "page_size": page_size}
+        if filter_:
+            kwargs["filter"] = json.dumps(filter_)
+        if self.settings.namespace:
+            kwargs["namespace"] = self.settings.namespace
+        response = self._call("list runs", api.run_service_list_runs, **kwargs)
+        return [run.to_dict() for run in response.runs or []]
+
+    def find_runs_by_tag(self, tag: str) -> list[dict[str, Any]]:
+        """Runs whose description is exactly ``tag``, newest first (a filter the real API supports)."""
+        predicate = {"operation": "EQUALS", "key": "description", "string_value": tag}
+        return self.list_runs(filter_={"predicates": [predicate]}, sort_by="created_at desc", page_size=50)
+
+    def create_run(self, body: dict[str, Any], *, tag: str) -> dict[str, Any]:
+        """Create a run; a transient failure is never retried blindly, since the server may have created
+        the run before the answer was lost: look for the run's tag first."""
+        api = self._api("RunServiceApi")
+        action = "create run"
+
+        def attempt() -> Any:
+            return api.run_service_create_run(body, _request_timeout=self.retry_policy.request_timeout)
+
+        attempts = 0
+
+        def attempt_once_then_lookup() -> Any:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1:
+                existing = self.find_runs_by_tag(tag)
+                if existing:
+                    self.log.info("Run %s was created before the connection failed; using it", existing[0]["run_id"])
+                    return existing[0]
+            return attempt().to_dict()
+
+        try:
+            return call_with_retry(attempt_once_then_lookup, self.retry_policy)
+        except KfpConnectionError:
+            raise
+        except Exception as exc:
+            raise self._api_error(action, exc) from None
+
+    def retry_run(self, run_id: str) -> None:
+        api = self._api("RunServiceApi")
+        self._call(f"retry run {run_id}", api.run_service_retry_run, run_id)
+
+    def terminate_run(self, run_id: str) -> None:
+        api = self._api("RunServiceApi")
+        self._call(f"terminate run {run_id}", api.run_service_terminate_run, run_id)
+
+    # ----- experiments and pipelines -----------------------------------------------------------
+    def ensure_experiment(self, name: str) -> str:
+        """The id of experiment ``name``, creating it if needed (a concurrent create is fine)."""
+        api = self._api("ExperimentServiceApi")
+        namespace = self.settings.namespace or ""
+        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": name}]})
+
+        def lookup() -> str | None:
+            found = self._call(
+                "list experiments", api.experiment_service_list_experiments, filter=flt, namespace=namespace
+            )
+            return found.experiments[0].experiment_id if found.experiments else None
+
+        if existing := lookup():
+            return existing
+        body = {"display_name": name, "namespace": namespace}
+        try:
+            return self._call(f"create experiment {name!r}", api.experiment_service_create_experiment, body).experiment_id
+        except KfpApiError as err:
+            if err.status == 409 and (existing := lookup()):
+                return existing
+            raise
+
+    def ensure_pipeline_version(self, spec: dict[str, Any], *, pipeline_name: str, version_name: str) -> tuple[str, str, bool]:
+        """(pipeline_id, version_id, uploaded): ``version_name`` (the content hash) is uploaded at most once."""
+        pipelines = self._api("PipelineServiceApi")
+        by_name = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": pipeline_name}]})
+        list_kwargs: dict[str, Any] = {"filter": by_name}
+        if self.settings.namespace:
+            list_kwargs["namespace"] = self.settings.namespace
+
+        def find_pipeline() -> str | None:
+            found = self._call("list pipelines", pipelines.pipeline_service_list_pipelines, **list_kwargs)
+            return found.pipelines[0].pipeline_id if found.pipelines else None
+
+        pipeline_id = find_pipeline()
+        if pipeline_id is None:
+            body: dict[str, Any] = {"display_name": pipeline_name, "name": pipeline_name}
+            if self.settings.namespace:
+                body["namespace"] = self.settings.namespace
+            try:
+                pipeline_id = self._call(
+                    f"create pipeline {pipeline_name!r}", pipelines.pipeline_service_create_pipeline, body
+                ).pipeline_id
+            except KfpApiError as err:
+                if err.status != 409 or not (pipeline_id := find_pipeline()):
+                    raise
+
+        version_filter = json.dumps(
+            {"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": version_name}]}
+        )
+
+        def find_version() -> str | None:
+            found = self._call(
+                "list pipeline versions",
+                pipelines.pipeline_service_list_pipeline_versions,
+                pipeline_id,
+                filter=version_filter,
+            )
+            return found.pipeline_versions[0].pipeline_version_id if found.pipeline_versions else None
+
+        if version_id := find_version():
+            return pipeline_id, version_id, False
+        uploads = self._api("PipelineUploadServiceApi")
+        import yaml
+
+        with tempfile.TemporaryDirectory(prefix="kfp-bridge-") as tmp:
+            package = Path(tmp) / f"{version_name}.yaml"
+            package.write_text(yaml.safe_dump(spec, sort_keys=True))
+            try:
+                version = self._call(
+                    f"upload pipeline version {version_name!r}",
+                    uploads.upload_pipeline_version,
+                    str(package),
+                    name=version_name,
+                    display_name=version_name,
+                    pipelineid=pipeline_id,
+                )
+            except KfpApiError as err:
+                if err.status == 409 and (version_id := find_version()):
+                    return pipeline_id, version_id, False
+                raise
+        return pipeline_id, version.pipeline_version_id, True
+
+    def test_connection(self) -> tuple[bool, str]:
+        try:
+            api = self._api("HealthzServiceApi")
+            self._call("healthz", api.healthz_service_get_healthz)
+            # healthz needs no auth on real KFP: prove the credentials with a cheap authorised call.
+            self.list_runs(page_size=1)
+        except (KfpApiError, KfpConnectionError) as err:
+            return False, str(err)
+        return True, f"Connected to {self.settings.host} ({self.settings.token.kind})"
+
+    # ----- async (trigger) path ------------------------------------------------------------------
+    async def _arequest(self, method: str, path: str, action: str) -> dict[str, Any]:
+        settings = await self.asettings()
+        client = await self._aclient()
+
+        async def attempt() -> dict[str, Any]:
+            headers = {"Accept": "application/json", "Content-Type": "application/json"}
+            # A file read could stall on a slow volume; keep it off the event loop.
+            token = await asyncio.to_thread(settings.token.read)
+            if token:
+                headers["authorization"] = f"Bearer {token}"
+            response = await client.request(method, settings.host + path, headers=headers)
+            response.raise_for_status()
+            return response.json() if response.content else {}
+
+        def on_retry(exc: BaseException, wait: float) -> None:
+            self.log.warning("KFP API %s: transient failure (%s); retrying in %.1fs", action, _describe(exc), wait)
+
+        try:
+            return await acall_with_retry(attempt, self.retry_policy, on_retry=on_retry)
+        except KfpConnectionError:
+            raise
+        except Exception as exc:
+            status = http_status_of(exc) or 0
+            response = getattr(exc, "response", None)
+            message = _server_message(response.text) if response is not None else _describe(exc)
+            raise KfpApiError(action, status, message, _hint(status, settings)) from None
+
+    async def _aclient(self) -> httpx.AsyncClient:
+        if "_async_client" not in self.__dict__:
+            import httpx
+
+            settings = await self.asettings()
+            verify: Any = settings.verify_ssl
+            if settings.verify_ssl and settings.ca_cert:
+                import ssl
+
+                verify = ssl.create_default_context(cafile=settings.ca_cert)
+            self.__dict__["_async_client"] = httpx.AsyncClient(
+                verify=verify, timeout=httpx.Timeout(self.retry_policy.request_timeout)
+            )
+        return self.__dict__["_async_client"]
+
+    async def aget_run(self, run_id: str) -> dict[str, Any]:
+        return await self._arequest("GET", f"{API}/runs/{run_id}", f"get run {run_id}")
+
+    async def aterminate_run(self, run_id: str) -> None:
+        await self._arequest("POST", f"{API}/runs/{run_id}:terminate", f"terminate run {run_id}")
+
+    async def aclose(self) -> None:
+        client = self.__dict__.pop("_async_client", None)
+        if client is not None:
+            await client.aclose()
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, token-free description of a client exception."""
+    status = http_status_of(exc)
+    name = type(exc).__name__
+    if status:
+        return f"{name} HTTP {status}"
+    reason = getattr(exc, "reason", None)
+    text = str(reason or exc).splitlines()[0] if (reason or str(exc)) else ""
+    return f"{name}: {text[:200]}" if text else name
