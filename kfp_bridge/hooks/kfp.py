@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,7 @@ class KfpHook(BaseHook):
 
     :param kfp_conn_id: connection of type ``kfp``: host = API URL, password = static bearer token
         (optional), extras ``token_path``, ``namespace``, ``ui_host``, ``verify_ssl``, ``ca_cert``.
+    :param namespace: overrides the connection's ``namespace`` extra.
     :param retry_policy: backoff and budget for transient failures; also sets the request timeout.
     """
 
@@ -90,9 +92,16 @@ class KfpHook(BaseHook):
     conn_type = "kfp"
     hook_name = "Kubeflow Pipelines"
 
-    def __init__(self, kfp_conn_id: str = default_conn_name, retry_policy: RetryPolicy = DEFAULT_POLICY) -> None:
+    def __init__(
+        self,
+        kfp_conn_id: str = default_conn_name,
+        *,
+        namespace: str | None = None,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
+    ) -> None:
         super().__init__()
         self.kfp_conn_id = kfp_conn_id
+        self.namespace = namespace
         self.retry_policy = retry_policy
 
     # The connection form is declared in get_provider_info ("conn-fields", "ui-field-behaviour"):
@@ -101,13 +110,16 @@ class KfpHook(BaseHook):
     # ----- settings and clients ----------------------------------------------------------------
     @cached_property
     def settings(self) -> KfpSettings:
-        return settings_from_connection(self.get_connection(self.kfp_conn_id))
+        return self._settings_of(self.get_connection(self.kfp_conn_id))
 
     async def asettings(self) -> KfpSettings:
         if "settings" not in self.__dict__:
-            conn = await BaseHook.aget_connection(self.kfp_conn_id)
-            self.__dict__["settings"] = settings_from_connection(conn)
+            self.__dict__["settings"] = self._settings_of(await BaseHook.aget_connection(self.kfp_conn_id))
         return self.__dict__["settings"]
+
+    def _settings_of(self, conn: Any) -> KfpSettings:
+        settings = settings_from_connection(conn)
+        return replace(settings, namespace=self.namespace) if self.namespace else settings
 
     @cached_property
     def api_client(self) -> Any:

@@ -1,0 +1,358 @@
+"""KfpRunOperator: run a compiled Kubeflow pipeline as one Airflow task, safely.
+
+Submit → save the run id (task_state_store) → push the link → wait (sync poll or defer) →
+raise with the failed steps, or return the result. A task that runs again (retry, Clear, crashed
+worker) first looks for its previous run, by the saved id or by the run's deterministic tag, and
+reattaches, returns, or asks KFP to retry only the failed steps; it never submits a duplicate.
+
+Import cost matters: DAG files import this module at parse time, so kfp, kfp_server_api and
+kubernetes are imported only inside ``execute``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.configuration import conf
+from airflow.sdk import BaseOperator
+
+from kfp_bridge.links.kfp import KfpRunLink
+from kfp_bridge.utils.run_tags import run_tag
+from kfp_bridge.utils.states import RunState, RunStatus
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from kfp_bridge.hooks.kfp import KfpHook
+
+RUN_ID_KEY = "kfp_run_id"
+ON_RERUN_CHOICES = ("retry", "new_run")
+# After KFP accepts a retry, the run must leave FAILED/CANCELED within this long (kubeflow/pipelines#11329).
+RETRY_CONFIRM_SECONDS = 60.0
+CANCEL_WAIT_SECONDS = 30.0
+
+
+class KfpRunError(RuntimeError):
+    """The KFP run did not succeed; the message names the failed steps and their errors."""
+
+
+class KfpRunOperator(BaseOperator):
+    """Run a Kubeflow Pipelines (v2) pipeline and wait for it.
+
+    :param pipeline: compiled pipeline YAML (absolute, or relative to the DAG file's folder), or
+        ``"module:function"`` / ``"file.py:function"`` of a ``@dsl.pipeline`` compiled at run time.
+        It is uploaded as a pipeline version named by its content hash, so an unchanged pipeline is
+        uploaded once and every run references exactly what is in git.
+    :param params: pipeline parameters (templated); checked against the pipeline's inputs before
+        anything is submitted. DAG-level Airflow params the pipeline does not declare are ignored.
+    :param experiment: KFP experiment name (templated), created if missing.
+    :param run_name: run display name (templated); default ``"<pipeline> <dag_id>.<task_id> <logical date>"``.
+    :param namespace: Kubeflow profile namespace (templated); default: the connection's.
+    :param kfp_conn_id: ``kfp`` connection.
+    :param deferrable: wait in the triggerer instead of a worker slot; default ``[operators] default_deferrable``.
+    :param poll_interval: seconds between state checks.
+    :param timeout: longest wait (seconds or timedelta); when it passes the run is terminated and the task fails.
+    :param enable_caching: force KFP step caching on or off for every step; None keeps the compiled setting.
+    :param on_rerun: when this task runs again and its previous run FAILED or was CANCELED:
+        ``"retry"`` (default) asks KFP to rerun only the failed steps of that run; ``"new_run"`` submits a new run.
+    :param service_account: Kubernetes service account the run's pods use (default: KFP's).
+    """
+
+    template_fields: Sequence[str] = ("pipeline", "run_name", "experiment", "namespace", "pipeline_params")
+    template_fields_renderers = {"pipeline_params": "json"}
+    operator_extra_links = (KfpRunLink(),)
+    ui_color = "#e3f2fd"
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        params: dict[str, Any] | None = None,
+        experiment: str = "Default",
+        run_name: str | None = None,
+        namespace: str | None = None,
+        kfp_conn_id: str = "kfp_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 10.0,
+        timeout: float | timedelta | None = None,
+        enable_caching: bool | None = None,
+        on_rerun: str = "retry",
+        service_account: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # Airflow merges DAG-level params into ``params``; the pipeline's own values are kept apart
+        # so they can be templated and checked against the pipeline's declared inputs.
+        super().__init__(params=params, **kwargs)
+        self.pipeline = pipeline
+        self.pipeline_params = dict(params or {})
+        self.experiment = experiment
+        self.run_name = run_name
+        self.namespace = namespace
+        self.kfp_conn_id = kfp_conn_id
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.enable_caching = enable_caching
+        self.on_rerun = on_rerun
+        self.service_account = service_account
+        self._run_id: str | None = None
+        self._hook: KfpHook | None = None
+
+    # ----- execute ------------------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        prepared = self._prepare(context)  # every check that can fail happens before any side effect
+        hook = self._get_hook()
+        tag = run_tag(context["dag"].dag_id, self.task_id, context["run_id"], _map_index(context))
+        store = context.get("task_state_store")
+
+        run = self._previous_run(hook, store, tag)
+        if run is not None:
+            run = self._resume(hook, run, context, prepared, tag)
+        else:
+            run = self._submit(hook, context, prepared, tag)
+        run_id = run["run_id"]
+        self._run_id = run_id
+        if store is not None:
+            store.set(RUN_ID_KEY, run_id)
+
+        url = hook.settings.run_url(run_id)
+        KfpRunLink.persist(context, url)
+        self.log.info("KFP run %s: %s", run_id, url)
+
+        status = RunStatus.from_api(run)
+        if status.is_terminal:
+            return self._finish(hook, status)
+        if self.deferrable:
+            self._defer(run_id)
+        return self._finish(hook, self._wait(hook, run_id))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or "status" not in event:
+            raise KfpRunError(f"The KFP trigger returned no usable event ({event!r}).")
+        run_id = event.get("run_id") or self._stored_run_id(context)
+        self._run_id = run_id
+        if event["status"] in ("error", "timeout"):
+            raise KfpRunError(event.get("message") or f"Waiting for KFP run {run_id} failed.")
+        hook = self._get_hook()
+        return self._finish(hook, RunStatus.from_api(hook.get_run(run_id)))
+
+    def on_kill(self) -> None:
+        """The task was killed while waiting synchronously: terminate the KFP run too."""
+        if not self._run_id:
+            return
+        hook = self._get_hook()
+        try:
+            status = RunStatus.from_api(hook.get_run(self._run_id))
+            if status.is_terminal:
+                return
+            self.log.info("Terminating KFP run %s because the task was killed", self._run_id)
+            hook.terminate_run(self._run_id)
+            give_up = time.monotonic() + CANCEL_WAIT_SECONDS
+            while time.monotonic() < give_up and not status.is_terminal:
+                time.sleep(1.0)
+                status = RunStatus.from_api(hook.get_run(self._run_id))
+            self.log.info("KFP run %s is %s", self._run_id, status.state.value)
+        except Exception:
+            self.log.exception("Could not terminate KFP run %s", self._run_id)
+
+    # ----- preparation (no side effects) ------------------------------------------------------------
+    def _prepare(self, context: Context) -> dict[str, Any]:
+        from kfp_bridge.utils import pipelines
+
+        if self.on_rerun not in ON_RERUN_CHOICES:
+            raise ValueError(f"on_rerun={self.on_rerun!r} is not one of {ON_RERUN_CHOICES}.")
+        if self.poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {self.poll_interval!r}.")
+        dag_folder = os.path.dirname(context["dag"].fileloc) if getattr(context["dag"], "fileloc", None) else None
+        spec = pipelines.load_pipeline(self.pipeline, dag_folder=dag_folder)
+        if self.enable_caching is not None:
+            spec = pipelines.with_caching(spec, self.enable_caching)
+        declared = pipelines.declared_inputs(spec)
+        dag_params = set(getattr(context["dag"], "params", {}) or {})
+        given = {k: v for k, v in _plain(self.pipeline_params).items() if k in declared or k not in dag_params}
+        params = pipelines.validate_params(spec, given)
+        name = spec.get("pipelineInfo", {}).get("name") or "pipeline"
+        return {
+            "spec": spec,
+            "params": params,
+            "pipeline_name": name,
+            "version_name": pipelines.version_name(spec),
+        }
+
+    def _get_hook(self) -> KfpHook:
+        if self._hook is None:
+            from kfp_bridge.hooks.kfp import KfpHook
+
+            self._hook = KfpHook(kfp_conn_id=self.kfp_conn_id, namespace=self.namespace)
+            self._hook.settings  # noqa: B018 - fail now on a missing or malformed connection
+        return self._hook
+
+    # ----- finding and resuming the previous run ------------------------------------------------------
+    def _previous_run(self, hook: KfpHook, store: Any, tag: str) -> dict[str, Any] | None:
+        from kfp_bridge.hooks.kfp import KfpApiError
+
+        run_id = store.get(RUN_ID_KEY) if store is not None else None
+        if run_id:
+            try:
+                return hook.get_run(run_id)
+            except KfpApiError as err:
+                if err.status != 404:
+                    raise
+                self.log.warning("Saved KFP run %s no longer exists; looking for the task's runs by tag", run_id)
+        runs = hook.find_runs_by_tag(tag)
+        if runs:
+            self.log.info("Found this task's KFP run %s by its tag (the id was not saved yet)", runs[0]["run_id"])
+            return runs[0]
+        return None
+
+    def _resume(
+        self, hook: KfpHook, run: dict[str, Any], context: Context, prepared: dict[str, Any], tag: str
+    ) -> dict[str, Any]:
+        status = RunStatus.from_api(run)
+        if not status.is_terminal:
+            self.log.info("Reattaching to KFP run %s (%s); no new run", status.run_id, status.state.value)
+            return run
+        if status.is_success:
+            self.log.info("KFP run %s already %s; returning its result", status.run_id, status.state.value)
+            return run
+        if self.on_rerun == "new_run":
+            self.log.info("Previous KFP run %s ended %s; on_rerun='new_run' submits a new run", status.run_id, status.state.value)
+            return self._submit(hook, context, prepared, tag)
+        failed = ", ".join(step.name for step in status.failed_steps) or "none reported"
+        self.log.info(
+            "Previous KFP run %s ended %s (failed steps: %s); asking KFP to retry only the failed steps",
+            status.run_id,
+            status.state.value,
+            failed,
+        )
+        hook.retry_run(status.run_id)
+        return self._confirm_retry(hook, status.run_id)
+
+    def _confirm_retry(self, hook: KfpHook, run_id: str) -> dict[str, Any]:
+        give_up = time.monotonic() + RETRY_CONFIRM_SECONDS
+        while True:
+            run = hook.get_run(run_id)
+            state = RunState.parse(run.get("state"))
+            if state not in (RunState.FAILED, RunState.CANCELED):
+                return run
+            if time.monotonic() >= give_up:
+                raise KfpRunError(
+                    f"KFP accepted the retry of run {run_id} but it is still {state.value} after "
+                    f"{RETRY_CONFIRM_SECONDS:.0f}s (a known KFP backend issue, kubeflow/pipelines#11329). "
+                    "Check the run in the KFP UI; clear the task with on_rerun='new_run' to start afresh."
+                )
+            time.sleep(1.0)
+
+    # ----- submitting ------------------------------------------------------------------------------
+    def _submit(self, hook: KfpHook, context: Context, prepared: dict[str, Any], tag: str) -> dict[str, Any]:
+        experiment_id = hook.ensure_experiment(self.experiment)
+        pipeline_id, version_id, uploaded = hook.ensure_pipeline_version(
+            prepared["spec"], pipeline_name=prepared["pipeline_name"], version_name=prepared["version_name"]
+        )
+        self.log.info(
+            "Pipeline %s version %s (%s)",
+            prepared["pipeline_name"],
+            prepared["version_name"],
+            "uploaded" if uploaded else "unchanged, not uploaded again",
+        )
+        body: dict[str, Any] = {
+            "experiment_id": experiment_id,
+            "display_name": self.run_name or self._default_run_name(context, prepared["pipeline_name"]),
+            "description": tag,
+            "pipeline_version_reference": {"pipeline_id": pipeline_id, "pipeline_version_id": version_id},
+            "runtime_config": {"parameters": prepared["params"]},
+        }
+        if self.service_account:
+            body["service_account"] = self.service_account
+        run = hook.create_run(body, tag=tag)
+        self.log.info("Created KFP run %s (%s)", run["run_id"], body["display_name"])
+        return run
+
+    def _default_run_name(self, context: Context, pipeline_name: str) -> str:
+        logical = context.get("logical_date")
+        when = logical.isoformat() if logical else context["run_id"]
+        index = _map_index(context)
+        suffix = f"[{index}]" if index is not None and index >= 0 else ""
+        return f"{pipeline_name} {context['dag'].dag_id}.{self.task_id}{suffix} {when}"
+
+    # ----- waiting ---------------------------------------------------------------------------------
+    def _deadline(self) -> float | None:
+        if self.timeout is None:
+            return None
+        seconds = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
+        return time.time() + seconds
+
+    def _defer(self, run_id: str) -> None:
+        from kfp_bridge.triggers.kfp import KfpRunTrigger
+
+        self.defer(
+            trigger=KfpRunTrigger(
+                run_id=run_id,
+                kfp_conn_id=self.kfp_conn_id,
+                poll_interval=self.poll_interval,
+                deadline=self._deadline(),
+            ),
+            method_name="execute_complete",
+        )
+
+    def _wait(self, hook: KfpHook, run_id: str) -> RunStatus:
+        from kfp_bridge.hooks.kfp import KfpApiError
+        from kfp_bridge.utils.retry import TRANSIENT_HTTP_STATUSES
+
+        deadline = self._deadline()
+        last_progress = None
+        while True:
+            try:
+                status = RunStatus.from_api(hook.get_run(run_id))
+            except KfpApiError as err:
+                if err.status not in TRANSIENT_HTTP_STATUSES and err.status != 0:
+                    raise
+                self.log.warning("KFP API unavailable (%s); still waiting for run %s", err, run_id)
+                time.sleep(self.poll_interval)
+                continue
+            if status.progress_key() != last_progress:
+                last_progress = status.progress_key()
+                self.log.info(status.progress_line())
+            if status.is_terminal:
+                return status
+            if deadline is not None and time.time() >= deadline:
+                self.on_kill()
+                raise KfpRunError(f"KFP run {run_id} did not finish within timeout={self.timeout}; it was terminated.")
+            time.sleep(self.poll_interval)
+
+    # ----- result ------------------------------------------------------------------------------
+    def _finish(self, hook: KfpHook, status: RunStatus) -> dict[str, Any]:
+        if not status.is_success:
+            raise KfpRunError(status.failure_message())
+        return {
+            "run_id": status.run_id,
+            "state": status.state.value,
+            "url": hook.settings.run_url(status.run_id),
+            "experiment_id": status.experiment_id,
+            "pipeline_version_id": status.pipeline_version_id,
+            "steps": status.step_states(),
+        }
+
+    def _stored_run_id(self, context: Context) -> str | None:
+        store = context.get("task_state_store")
+        return store.get(RUN_ID_KEY) if store is not None else None
+
+
+def _map_index(context: Context) -> int | None:
+    ti = context.get("ti")
+    index = getattr(ti, "map_index", None)
+    return index if isinstance(index, int) else None
+
+
+def _plain(params: Any) -> dict[str, Any]:
+    """Airflow Param objects and ParamsDict → plain values."""
+    if hasattr(params, "dump"):
+        params = params.dump()
+    result = {}
+    for key, value in dict(params or {}).items():
+        result[key] = value.resolve() if hasattr(value, "resolve") and not isinstance(value, dict | list | str) else value
+    return result

@@ -1,0 +1,88 @@
+"""KfpRunSensor: wait for an existing KFP run (started elsewhere) to finish."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.configuration import conf
+from airflow.sdk import BaseSensorOperator
+
+from kfp_bridge.links.kfp import KfpRunLink
+from kfp_bridge.utils.states import RunStatus
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+class KfpRunSensor(BaseSensorOperator):
+    """Succeeds when the run SUCCEEDED or was SKIPPED; fails at once on FAILED or CANCELED.
+
+    :param run_id: the KFP run id (templated), e.g. from an upstream task's XCom.
+    :param kfp_conn_id: ``kfp`` connection.
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("run_id",)
+    operator_extra_links = (KfpRunLink(),)
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        kfp_conn_id: str = "kfp_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.kfp_conn_id = kfp_conn_id
+        self.deferrable = deferrable
+        self._link_pushed = False
+
+    def _hook(self) -> Any:
+        from kfp_bridge.hooks.kfp import KfpHook
+
+        return KfpHook(kfp_conn_id=self.kfp_conn_id)
+
+    def _check_run_id(self) -> None:
+        if not isinstance(self.run_id, str) or not self.run_id.strip():
+            raise ValueError(f"KfpRunSensor needs a KFP run id; got {self.run_id!r} after templating.")
+
+    def execute(self, context: Context) -> Any:
+        self._check_run_id()
+        hook = self._hook()
+        KfpRunLink.persist(context, hook.settings.run_url(self.run_id))
+        if not self.deferrable:
+            return super().execute(context)
+        status = RunStatus.from_api(hook.get_run(self.run_id))
+        if status.is_terminal:
+            return self._decide(status)
+        from kfp_bridge.triggers.kfp import KfpRunTrigger
+
+        deadline = None
+        if self.timeout is not None:
+            import time
+
+            deadline = time.time() + float(self.timeout)
+        self.defer(
+            trigger=KfpRunTrigger(
+                run_id=self.run_id, kfp_conn_id=self.kfp_conn_id, poll_interval=self.poke_interval, deadline=deadline
+            ),
+            method_name="execute_complete",
+        )
+
+    def poke(self, context: Context) -> bool:
+        status = RunStatus.from_api(self._hook().get_run(self.run_id))
+        self.log.info(status.progress_line())
+        return bool(status.is_terminal and self._decide(status))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        if not event or event.get("status") in ("error", "timeout", None):
+            raise RuntimeError((event or {}).get("message") or f"Waiting for KFP run {self.run_id} failed.")
+        return self._decide(RunStatus.from_api(self._hook().get_run(self.run_id)))
+
+    def _decide(self, status: RunStatus) -> dict[str, Any]:
+        if not status.is_success:
+            raise RuntimeError(status.failure_message())
+        return {"run_id": status.run_id, "state": status.state.value, "steps": status.step_states()}

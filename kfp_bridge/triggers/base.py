@@ -1,0 +1,62 @@
+"""Template-method base for polling triggers: the loop, deadline, event shape and error handling.
+
+Subclasses implement ``poll_once`` (one remote look, returning a payload when finished) and may
+implement ``kill``. Every trigger yields exactly one event, whose payload always has ``status``
+(``success`` | ``failed`` | ``error`` | ``timeout``) and ``message``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+class PollingTrigger(BaseTrigger):
+    """:param poll_interval: seconds between looks.
+    :param deadline: Unix time after which the wait ends with a ``timeout`` event (None: no limit).
+    """
+
+    def __init__(self, *, poll_interval: float = 10.0, deadline: float | None = None) -> None:
+        super().__init__()
+        self.poll_interval = float(poll_interval)
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return f"{type(self).__module__}.{type(self).__qualname__}", self.serialize_kwargs()
+
+    def serialize_kwargs(self) -> dict[str, Any]:
+        return {"poll_interval": self.poll_interval, "deadline": self.deadline}
+
+    async def poll_once(self) -> dict[str, Any] | None:
+        """Look once; return the final event payload, or None to keep waiting."""
+        raise NotImplementedError
+
+    async def on_timeout(self) -> dict[str, Any]:
+        return {"status": "timeout", "message": "gave up waiting: the timeout passed"}
+
+    async def close(self) -> None:
+        """Release clients; called once when the loop ends."""
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        try:
+            while True:
+                payload = await self.poll_once()
+                if payload is not None:
+                    yield TriggerEvent(payload)
+                    return
+                if self.deadline is not None and time.time() >= self.deadline:
+                    yield TriggerEvent(await self.on_timeout())
+                    return
+                await asyncio.sleep(self.poll_interval)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # An exception would leave the task deferred without a word; an error event fails it with the reason.
+            self.log.exception("Trigger failed")
+            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            await self.close()

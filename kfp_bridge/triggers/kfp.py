@@ -1,0 +1,105 @@
+"""KfpRunTrigger: waits for a KFP run in the triggerer without holding a worker slot."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from functools import cached_property
+from typing import Any
+
+from kfp_bridge.triggers.base import PollingTrigger
+from kfp_bridge.utils.retry import TRANSIENT_HTTP_STATUSES
+from kfp_bridge.utils.states import RunStatus
+
+# How long on_kill waits for the run to reach CANCELED after asking KFP to terminate it.
+CANCEL_WAIT_SECONDS = 30.0
+
+
+class KfpRunTrigger(PollingTrigger):
+    """Polls one KFP run until it is final and fires one event.
+
+    Its kwargs hold only JSON primitives and never a token: the connection is read in the
+    triggerer with Airflow's async connection API.
+
+    :param run_id: the KFP run to follow.
+    :param kfp_conn_id: the ``kfp`` connection.
+    :param poll_interval: seconds between polls.
+    :param deadline: Unix time after which the run is terminated and a ``timeout`` event fires.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        kfp_conn_id: str = "kfp_default",
+        poll_interval: float = 10.0,
+        deadline: float | None = None,
+    ) -> None:
+        super().__init__(poll_interval=poll_interval, deadline=deadline)
+        self.run_id = run_id
+        self.kfp_conn_id = kfp_conn_id
+        self._last_progress: tuple | None = None
+
+    def serialize_kwargs(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "kfp_conn_id": self.kfp_conn_id, **super().serialize_kwargs()}
+
+    @cached_property
+    def hook(self) -> Any:
+        from kfp_bridge.hooks.kfp import KfpHook
+
+        return KfpHook(kfp_conn_id=self.kfp_conn_id)
+
+    async def poll_once(self) -> dict[str, Any] | None:
+        from kfp_bridge.hooks.kfp import KfpApiError
+
+        try:
+            status = RunStatus.from_api(await self.hook.aget_run(self.run_id))
+        except KfpApiError as err:
+            if err.status in TRANSIENT_HTTP_STATUSES or err.status == 0:
+                # The hook's retry budget ran out during an outage; keep waiting rather than fail the task.
+                self.log.warning("KFP API unavailable (%s); still waiting for run %s", err, self.run_id)
+                return None
+            raise
+        if status.progress_key() != self._last_progress:
+            self._last_progress = status.progress_key()
+            self.log.info(status.progress_line())
+        if not status.is_terminal:
+            return None
+        return {
+            "status": "success" if status.is_success else "failed",
+            "run_id": self.run_id,
+            "state": status.state.value,
+            "message": status.progress_line() if status.is_success else status.failure_message(),
+        }
+
+    async def on_timeout(self) -> dict[str, Any]:
+        await self._terminate_and_wait()
+        return {
+            "status": "timeout",
+            "run_id": self.run_id,
+            "message": f"KFP run {self.run_id} did not finish before the task's timeout; it was terminated.",
+        }
+
+    async def on_kill(self) -> None:
+        """The task was killed while deferred: the KFP run must not keep running (apache/airflow#36090)."""
+        await self._terminate_and_wait()
+
+    async def _terminate_and_wait(self) -> None:
+        status = RunStatus.from_api(await self.hook.aget_run(self.run_id))
+        if status.is_terminal:
+            return
+        self.log.info("Terminating KFP run %s", self.run_id)
+        await self.hook.aterminate_run(self.run_id)
+        give_up = time.monotonic() + CANCEL_WAIT_SECONDS
+        while time.monotonic() < give_up:
+            status = RunStatus.from_api(await self.hook.aget_run(self.run_id))
+            if status.is_terminal:
+                self.log.info("KFP run %s is %s", self.run_id, status.state.value)
+                return
+            await asyncio.sleep(1.0)
+        self.log.warning("KFP run %s still %s after terminate", self.run_id, status.state.value)
+
+    async def close(self) -> None:
+        if "hook" in self.__dict__:
+            await self.hook.aclose()
+
