@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from kfp_bridge.get_provider_info import get_provider_info
+from kfp_bridge.utils.kfp_connection import (
+    CONN_FIELDS,
+    DEFAULT_TOKEN_PATH,
+    UI_FIELD_BEHAVIOUR,
+    KfpConnectionError,
+    TokenSource,
+    settings_from_connection,
+)
+
+
+def conn(host="http://127.0.0.1:8888", password=None, extra=None, schema=None, port=None, conn_id="kfp_default"):
+    return SimpleNamespace(conn_id=conn_id, host=host, password=password, extra=json.dumps(extra or {}),
+                           schema=schema, port=port)
+
+
+def test_static_token_wins(tmp_path):
+    settings = settings_from_connection(conn(password="s3cret", extra={"token_path": str(tmp_path / "t")}))
+    assert settings.token.read() == "s3cret"
+    assert "s3cret" not in settings.token.kind
+
+
+def test_token_file_from_env_is_reread(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("tok-A\n")
+    settings = settings_from_connection(conn(), environ={"KF_PIPELINES_SA_TOKEN_PATH": str(token)})
+    assert settings.token.read() == "tok-A"
+    token.write_text("tok-B")
+    assert settings.token.read() == "tok-B"
+
+
+def test_extra_token_path_beats_env(tmp_path):
+    settings = settings_from_connection(
+        conn(extra={"token_path": "/x/token"}), environ={"KF_PIPELINES_SA_TOKEN_PATH": "/y/token"}
+    )
+    assert settings.token.token_path == "/x/token"
+
+
+def test_no_token_source_without_file(tmp_path):
+    settings = settings_from_connection(conn(), environ={})
+    # The default path exists only inside a pod with the PodDefault.
+    assert settings.token.token_path in (None, DEFAULT_TOKEN_PATH)
+
+
+def test_missing_token_file_names_the_fix(tmp_path):
+    source = TokenSource(token_path=str(tmp_path / "absent"))
+    with pytest.raises(KfpConnectionError, match="token_path"):
+        source.read()
+
+
+@pytest.mark.parametrize("host", ["", "ftp://x", "not a url", "http://:80", "http://h:notaport"])
+def test_malformed_host_is_rejected(host):
+    with pytest.raises(KfpConnectionError, match="(KFP API URL|not an http|invalid port)"):
+        settings_from_connection(conn(host=host))
+
+
+def test_uri_split_host_is_reassembled():
+    settings = settings_from_connection(conn(host="kfp.example.com", schema="https", port=8443))
+    assert settings.host == "https://kfp.example.com:8443"
+
+
+def test_ui_host_and_flags():
+    settings = settings_from_connection(
+        conn(extra={"ui_host": "https://ui.example.com/", "verify_ssl": "false", "namespace": "team-a"})
+    )
+    assert settings.run_url("r1") == "https://ui.example.com/#/runs/details/r1"
+    assert settings.verify_ssl is False
+    assert settings.namespace == "team-a"
+
+
+def test_missing_ca_cert_is_rejected(tmp_path):
+    with pytest.raises(KfpConnectionError, match="ca_cert"):
+        settings_from_connection(conn(extra={"ca_cert": str(tmp_path / "ca.pem")}))
+
+
+def test_provider_info_mirrors_connection_form():
+    (kfp_type,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "kfp"]
+    assert kfp_type["conn-fields"] == CONN_FIELDS
+    assert kfp_type["ui-field-behaviour"] == UI_FIELD_BEHAVIOUR
