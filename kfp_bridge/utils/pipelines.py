@@ -17,6 +17,7 @@ imported inside the functions that need it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -402,13 +403,69 @@ def compile_pipeline_function(
     return dataclasses.replace(documents, path=None)
 
 
-def load_pipeline(pipeline: str, dag_folder: str | None = None) -> PipelineDocuments:
-    """Resolve any accepted reference and return the compiled pipeline (compiling if needed)."""
+def load_pipeline_package(pipeline: str, dag_folder: str | None = None) -> PipelineDocuments:
+    """Resolve any accepted reference and return the compiled documents (compiling if needed)."""
     source = resolve_pipeline_source(pipeline, dag_folder)
     if source.kind == "yaml":
         assert source.path is not None
         return load_pipeline_documents(source.path)
     return compile_pipeline_function(source)
+
+
+def load_pipeline(pipeline: str, dag_folder: str | None = None) -> dict[str, Any]:
+    """Resolve any accepted reference and return its PipelineSpec dict (compiling if needed).
+
+    :raises PipelineSourceError: the pipeline also has a platform spec (kfp-kubernetes settings such
+        as secrets or volumes). Callers that submit a single PipelineSpec would silently drop it and
+        run a different pipeline than the one in git, so this refuses; callers that can submit both
+        use :func:`load_pipeline_package`.
+    """
+    documents = load_pipeline_package(pipeline, dag_folder)
+    if documents.platform_spec:
+        platforms = ", ".join(sorted(documents.platform_spec.get("platforms", {}))) or "unknown"
+        raise PipelineSourceError(
+            f"pipeline {pipeline!r} carries platform-specific settings ({platforms}, e.g. from kfp-kubernetes) "
+            "that would be dropped on submit; remove them from the pipeline or submit it with "
+            "load_pipeline_package(...).to_api_dict()"
+        )
+    return documents.pipeline_spec
+
+
+def with_caching(spec: Mapping[str, Any], enable_caching: bool) -> dict[str, Any]:
+    """A copy of the PipelineSpec with caching switched on or off for every task.
+
+    kfp.Client only overrides the root DAG's tasks; tasks inside sub-DAGs (ParallelFor, If, nested
+    pipelines) kept their compiled setting, so "no caching for this run" silently still cached there.
+    Here every DAG in the spec is covered.
+    """
+    copied = copy.deepcopy(dict(spec))
+    dags = [copied.get("root", {}).get("dag", {})]
+    dags += [component.get("dag", {}) for component in copied.get("components", {}).values()]
+    for dag in dags:
+        for task in (dag.get("tasks") or {}).values():
+            task.setdefault("cachingOptions", {})["enableCache"] = bool(enable_caching)
+    return copied
+
+
+def pipeline_name(spec: Mapping[str, Any]) -> str:
+    """``pipelineInfo.name`` (what ``@dsl.pipeline(name=...)`` set)."""
+    return str(_unwrap(spec).get("pipelineInfo", {}).get("name") or "")
+
+
+def version_name(spec: Mapping[str, Any], platform_spec: Mapping[str, Any] | None = None) -> str:
+    """A pipeline version name derived from content only: the same spec always gets the same name.
+
+    So a version is uploaded once per distinct pipeline and a run names the exact content it ran
+    (the versions-pinned-to-git ask, kubeflow/pipelines#13933).
+    """
+    return f"v-{spec_short_hash(spec, platform_spec)}"
+
+
+def _unwrap(spec: Mapping[str, Any]) -> Mapping[str, Any]:
+    # Accept the API form {"pipeline_spec": ..., "platform_spec": ...} wherever a PipelineSpec goes.
+    if set(spec) == {"pipeline_spec", "platform_spec"}:
+        return spec["pipeline_spec"]
+    return spec
 
 
 # --------------------------------------------------------------------------------------------------
@@ -500,7 +557,7 @@ class InputParam:
 
 def declared_inputs(spec: Mapping[str, Any]) -> dict[str, InputParam]:
     """The pipeline's parameters by name (artifact inputs of the root DAG are not run parameters)."""
-    parameters = spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}) or {}
+    parameters = _unwrap(spec).get("root", {}).get("inputDefinitions", {}).get("parameters", {}) or {}
     inputs: dict[str, InputParam] = {}
     for name, definition in parameters.items():
         kind = definition.get("parameterType") or _LEGACY_TYPES.get(definition.get("type", ""), "STRING")
@@ -529,7 +586,7 @@ def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
     """
     params = dict(params or {})
     declared = declared_inputs(spec)
-    pipeline_name = str(spec.get("pipelineInfo", {}).get("name", "pipeline"))
+    title = pipeline_name(spec) or "pipeline"
     problems: list[str] = []
     coerced: dict[str, Any] = {}
 
@@ -567,7 +624,7 @@ def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
             )
 
     if problems:
-        raise PipelineParamsError(pipeline_name, problems)
+        raise PipelineParamsError(title, problems)
     return coerced
 
 
