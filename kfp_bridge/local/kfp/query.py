@@ -1,0 +1,284 @@
+"""List requests: ``filter`` predicates, ``sort_by`` and paging, as the real API server reads them.
+
+Pure functions over stored documents (contracts A.7). Every malformed input raises a 400
+:class:`~kfp_bridge.local.kfp.wire.ApiError` whose message says what to send instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kfp_bridge.local.kfp.wire import bad_request, parse_rfc3339
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 200
+
+# Filter and sort keys per resource (backend/src/apiserver/model/*.go APIToModelFieldMap).
+KEYS: dict[str, frozenset[str]] = {
+    "runs": frozenset({
+        "run_id", "display_name", "created_at", "finished_at", "scheduled_at", "description",
+        "storage_state", "state", "namespace", "experiment_id", "recurring_run_id", "status",
+    }),
+    "experiments": frozenset({
+        "experiment_id", "display_name", "created_at", "last_run_created_at", "description", "namespace",
+        "storage_state",
+    }),
+    "pipelines": frozenset({"pipeline_id", "display_name", "created_at", "description", "namespace", "name"}),
+    "pipeline_versions": frozenset({
+        "pipeline_version_id", "display_name", "created_at", "description", "pipeline_spec", "status", "name",
+    }),
+}
+ID_KEY = {"runs": "run_id", "experiments": "experiment_id", "pipelines": "pipeline_id",
+          "pipeline_versions": "pipeline_version_id"}
+# v1 spelled the run state "status"; both read the same field.
+ALIASES = {"status": "state"}
+TIME_KEYS = frozenset({"created_at", "finished_at", "scheduled_at", "last_run_created_at"})
+
+OPERATIONS = {
+    "EQUALS": 1, "NOT_EQUALS": 2, "GREATER_THAN": 3, "GREATER_THAN_EQUALS": 5, "LESS_THAN": 6,
+    "LESS_THAN_EQUALS": 7, "IN": 8, "IS_SUBSTRING": 9,
+}
+_OP_NAMES = {v: k for k, v in OPERATIONS.items()}
+_SCALAR_VALUES = {
+    "int_value": "int", "intValue": "int", "long_value": "long", "longValue": "long",
+    "string_value": "string", "stringValue": "string", "timestamp_value": "timestamp",
+    "timestampValue": "timestamp", "bool_value": "bool", "boolValue": "bool",
+}
+_LIST_VALUES = {
+    "int_values": "int", "intValues": "int", "long_values": "long", "longValues": "long",
+    "string_values": "string", "stringValues": "string",
+}
+
+
+@dataclass(frozen=True)
+class Predicate:
+    operation: str
+    key: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    resource: str
+    predicates: tuple[Predicate, ...]
+    sort_key: str
+    descending: bool
+    page_size: int
+    offset: int
+    fingerprint: str
+
+
+def _convert(kind: str, raw: Any, where: str) -> Any:
+    try:
+        if kind in ("int", "long"):
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind == "timestamp":
+            return raw if isinstance(raw, (int, float)) else parse_rfc3339(str(raw))
+        if kind == "bool":
+            return bool(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"filter {where}: {raw!r} is not a valid {kind} value") from exc
+
+
+def parse_operation(raw: Any) -> str:
+    """Accept the enum name ("EQUALS") or its number (1), as the gateway does."""
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw in _OP_NAMES:
+        return _OP_NAMES[raw]
+    if isinstance(raw, str):
+        if raw.upper() in OPERATIONS:
+            return raw.upper()
+        if raw.isdigit() and int(raw) in _OP_NAMES:
+            return _OP_NAMES[int(raw)]
+    raise bad_request(
+        f"filter operation {raw!r} is not supported; use one of {sorted(OPERATIONS)} or their numbers"
+    )
+
+
+def parse_predicate(raw: Any, resource: str) -> Predicate:
+    if not isinstance(raw, dict):
+        raise bad_request(f"filter predicate {raw!r} must be an object with 'operation', 'key' and a value")
+    key = raw.get("key")
+    if not key or not isinstance(key, str):
+        raise bad_request(f"filter predicate {raw!r} has no 'key'")
+    if key not in KEYS[resource]:
+        raise bad_request(
+            f"filter key {key!r} is not supported for {resource}; use one of {sorted(KEYS[resource])}"
+        )
+    operation = parse_operation(raw.get("operation", "EQUALS"))
+    value_keys = [k for k in raw if k not in ("key", "operation")]
+    if len(value_keys) != 1:
+        raise bad_request(
+            f"filter predicate on {key!r} needs exactly one value field "
+            f"(e.g. 'string_value' or 'stringValue'), got {value_keys or 'none'}"
+        )
+    value_key = value_keys[0]
+    where = f"predicate on {key!r}"
+    if value_key in _SCALAR_VALUES:
+        if operation == "IN":
+            raise bad_request(f"filter {where}: IN needs a list value such as 'string_values': {{'values': [...]}}")
+        kind = _SCALAR_VALUES[value_key]
+        value: Any = _convert(kind, raw[value_key], where)
+    elif value_key in _LIST_VALUES:
+        if operation != "IN":
+            raise bad_request(f"filter {where}: {value_key!r} is only valid with the IN operation")
+        holder = raw[value_key]
+        values = holder.get("values") if isinstance(holder, dict) else holder
+        if not isinstance(values, list):
+            raise bad_request(f"filter {where}: {value_key!r} must be {{'values': [...]}}")
+        kind = _LIST_VALUES[value_key]
+        value = tuple(_convert(kind, v, where) for v in values)
+    else:
+        raise bad_request(f"filter {where}: unknown value field {value_key!r}; use e.g. 'string_value'")
+    if key in TIME_KEYS and isinstance(value, str):
+        value = parse_rfc3339(value)
+    return Predicate(operation=operation, key=ALIASES.get(key, key), value=value)
+
+
+def parse_filter(text: str | None, resource: str) -> tuple[Predicate, ...]:
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise bad_request(
+            f"filter is not valid JSON ({exc.msg}); send a serialized Filter like "
+            '{"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": "x"}]}'
+        ) from exc
+    if not isinstance(data, dict):
+        raise bad_request("filter must be a JSON object with a 'predicates' list")
+    unknown = set(data) - {"predicates"}
+    if unknown:
+        raise bad_request(f"filter has unknown fields {sorted(unknown)}; only 'predicates' is allowed")
+    predicates = data.get("predicates") or []
+    if not isinstance(predicates, list):
+        raise bad_request("filter 'predicates' must be a list")
+    return tuple(parse_predicate(p, resource) for p in predicates)
+
+
+def parse_sort(text: str | None, resource: str) -> tuple[str, bool]:
+    if not text or not text.strip():
+        return ID_KEY[resource], False
+    parts = text.strip().split()
+    if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
+        raise bad_request(
+            f"Received invalid sort by format {text!r}; use '<field>', '<field> asc' or '<field> desc'"
+        )
+    key = parts[0]
+    if key not in KEYS[resource]:
+        raise bad_request(f"sort_by field {key!r} is not supported for {resource}; use one of {sorted(KEYS[resource])}")
+    return ALIASES.get(key, key), len(parts) == 2 and parts[1].lower() == "desc"
+
+
+def parse_page_size(raw: Any) -> int:
+    if raw is None or raw == "":
+        return DEFAULT_PAGE_SIZE
+    try:
+        size = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise bad_request(f"page_size {raw!r} is not an integer") from exc
+    if size < 0:
+        raise bad_request(f"page_size {size} is negative; use 0 for the default of {DEFAULT_PAGE_SIZE}")
+    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _fingerprint(resource: str, predicates: tuple[Predicate, ...], sort_key: str, desc: bool, scope: str) -> str:
+    text = repr((resource, predicates, sort_key, desc, scope))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def encode_token(offset: int, fingerprint: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"o": offset, "f": fingerprint}).encode()).decode()
+
+
+def decode_token(token: str, fingerprint: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset, fp = int(data["o"]), data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise bad_request(
+            f"page_token {token!r} is not valid; pass the next_page_token of the previous response"
+        ) from exc
+    if fp != fingerprint or offset < 0:
+        raise bad_request(
+            "page_token belongs to a different filter or sort_by; keep them unchanged while paging"
+        )
+    return offset
+
+
+def parse_list_query(
+    resource: str,
+    *,
+    filter_text: str | None = None,
+    sort_by: str | None = None,
+    page_size: Any = None,
+    page_token: str | None = None,
+    scope: str = "",
+) -> ListQuery:
+    """:param scope: extra selection the caller applies (e.g. an experiment id), bound into tokens."""
+    predicates = parse_filter(filter_text, resource)
+    sort_key, desc = parse_sort(sort_by, resource)
+    size = parse_page_size(page_size)
+    fingerprint = _fingerprint(resource, predicates, sort_key, desc, scope)
+    offset = decode_token(page_token, fingerprint) if page_token else 0
+    return ListQuery(resource, predicates, sort_key, desc, size, offset, fingerprint)
+
+
+def _field(doc: dict[str, Any], key: str) -> Any:
+    value = doc.get(key)
+    if key in TIME_KEYS:
+        return float(value or 0)
+    return "" if value is None else value
+
+
+def _matches(doc: dict[str, Any], p: Predicate) -> bool:
+    actual = _field(doc, p.key)
+    expected = p.value
+    if p.operation == "IN":
+        return actual in expected
+    if p.operation == "IS_SUBSTRING":
+        return str(expected) in str(actual)
+    if p.key in TIME_KEYS:
+        # Timestamps compare as Unix seconds, like the real server's columns.
+        actual, expected = int(actual), int(expected)
+    elif isinstance(expected, (int, float)) and isinstance(actual, str):
+        actual, expected = actual, str(expected)
+    try:
+        return {
+            "EQUALS": actual == expected,
+            "NOT_EQUALS": actual != expected,
+            "GREATER_THAN": actual > expected,
+            "GREATER_THAN_EQUALS": actual >= expected,
+            "LESS_THAN": actual < expected,
+            "LESS_THAN_EQUALS": actual <= expected,
+        }[p.operation]
+    except TypeError as exc:
+        raise bad_request(f"filter on {p.key!r}: cannot compare {actual!r} with {expected!r}") from exc
+
+
+def _sort_value(doc: dict[str, Any], key: str) -> Any:
+    value = _field(doc, key)
+    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+
+
+def apply(
+    query: ListQuery, docs: Iterable[dict[str, Any]], id_of: Callable[[dict[str, Any]], str] | None = None
+) -> tuple[list[dict[str, Any]], int, str]:
+    """Filter, sort and page ``docs``; returns (page, total matching, next page token or "")."""
+    id_key = ID_KEY[query.resource]
+    ident = id_of or (lambda d: str(d.get(id_key, "")))
+    selected = [d for d in docs if all(_matches(d, p) for p in query.predicates)]
+    # The id breaks ties so pages never overlap when many items share a sort value.
+    selected.sort(key=lambda d: (_sort_value(d, query.sort_key), ident(d)), reverse=query.descending)
+    page = selected[query.offset: query.offset + query.page_size]
+    end = query.offset + len(page)
+    token = encode_token(end, query.fingerprint) if end < len(selected) else ""
+    return page, len(selected), token

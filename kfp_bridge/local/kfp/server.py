@@ -1,0 +1,318 @@
+"""The HTTP side of the KFP v2beta1 stand-in: FastAPI routes, the gateway middleware, ``serve()``.
+
+Routes follow contracts.md A.4 (gRPC custom verbs such as ``/runs/{run_id}:terminate`` are literal
+path suffixes). Handlers parse the request on the event loop and do the work in a worker thread,
+so the loop never waits on SQLite or a subprocess. Errors use the grpc-gateway body
+``{code, message, details}``; the two multipart upload endpoints answer with
+``{error_message, error_details}`` as the real server does.
+
+The gateway middleware runs before routing: bearer-token check (``--token-file``, see
+:mod:`~kfp_bridge.local.kfp.auth`), request counting and fault injection for ``/apis/`` (see
+:mod:`~kfp_bridge.local.kfp.admin`, only with ``--admin``) and optional response recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kfp_bridge.local.kfp import wire
+from kfp_bridge.local.kfp.admin import RECORD_ENV, Faults, ResponseRecorder, Stats, admin_router
+from kfp_bridge.local.kfp.auth import TokenCheck
+from kfp_bridge.local.kfp.executor import Executor
+from kfp_bridge.local.kfp.service import KfpService
+from kfp_bridge.local.kfp.store import Store
+from kfp_bridge.local.kfp.wire import API, ApiError
+
+log = logging.getLogger(__name__)
+UPLOAD_ROUTES = (f"{API}/pipelines/upload", f"{API}/pipelines/upload_version")
+
+
+def _json_error(code: int, message: str, http_status: int | None = None) -> JSONResponse:
+    return JSONResponse(wire.error_body(code, message), status_code=http_status or wire.HTTP_STATUS.get(code, 500))
+
+
+async def _json_body(request: Request) -> Any:
+    """The JSON body, or None when there is none (body-less POSTs still say Content-Type: json)."""
+    raw = await request.body()
+    if not raw.strip():
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise wire.bad_request(f"the request body is not valid JSON: {exc}") from exc
+
+
+class Gateway:
+    """Pure ASGI middleware: auth, stats, faults and recording around the routed app."""
+
+    def __init__(self, app: ASGIApp, *, auth: TokenCheck, stats: Stats | None, faults: Faults | None,
+                 recorder: ResponseRecorder, routes: Callable[[], list[Any]]) -> None:
+        self.app = app
+        self.auth = auth
+        self.stats = stats
+        self.faults = faults
+        self.recorder = recorder
+        self.routes = routes
+
+    def _route_template(self, scope: Scope) -> str:
+        partial = None
+        for route in self.routes():
+            match, _ = route.matches(scope)
+            if match == Match.FULL:
+                return route.path
+            if match == Match.PARTIAL and partial is None:
+                partial = route.path
+        return partial or "(unmatched)"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        is_api = path.startswith("/apis/")
+        route = self._route_template(scope) if is_api else ""
+        captured: dict[str, Any] = {"status": 0, "body": bytearray()}
+
+        async def recording_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                captured["body"] += message.get("body", b"")
+            await send(message)
+
+        out = recording_send if (is_api and self.recorder.path) else send
+        try:
+            if is_api and self.stats is not None:
+                self.stats.record(f"{method} {route}")
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+            problem = self.auth.problem(headers.get("authorization"))
+            if problem:
+                await _json_error(wire.UNAUTHENTICATED, problem)(scope, receive, out)
+                return
+            if is_api and self.faults is not None:
+                delay, fail_status, reason = self.faults.decide()
+                if delay:
+                    await asyncio.sleep(delay)
+                if fail_status:
+                    code = wire.GRPC_CODE_FOR_HTTP.get(fail_status, wire.UNKNOWN)
+                    await _json_error(code, reason, fail_status)(scope, receive, out)
+                    return
+            await self.app(scope, receive, out)
+        finally:
+            if out is recording_send:
+                await run_in_threadpool(
+                    self.recorder.record, method, route, path, captured["status"], bytes(captured["body"])
+                )
+
+
+def create_app(state_dir: Path, *, token_file: Path | None = None, admin: bool = False,
+               max_parallel_runs: int | None = None) -> FastAPI:
+    """Build the app; the store opens and stale runs are recovered when the app starts."""
+    state_dir = Path(state_dir).absolute()
+    store = Store(state_dir / "kfp.sqlite")
+    executor = Executor(store, state_dir / "runs", max_parallel=max_parallel_runs)
+    service = KfpService(store, executor)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        await run_in_threadpool(executor.recover)
+        await run_in_threadpool(service.ensure_default_experiment)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(executor.shutdown)
+            store.close()
+
+    app = FastAPI(title="KFP v2beta1 stand-in (kfp-bridge)", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.state.service = service
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if request.url.path in UPLOAD_ROUTES:
+            return JSONResponse({"error_message": exc.message, "error_details": exc.message}, status_code=exc.http_status)
+        return _json_error(exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return _json_error(wire.INVALID_ARGUMENT, f"invalid request: {problems}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = wire.GRPC_CODE_FOR_HTTP.get(exc.status_code, wire.UNKNOWN)
+        message = f"no such endpoint: {request.method} {request.url.path}" if exc.status_code in (404, 405) else str(exc.detail)
+        return _json_error(code, message, exc.status_code)
+
+    _add_routes(app, service)
+    stats = faults = None
+    if admin:
+        stats, faults = Stats(), Faults()
+        app.include_router(admin_router(stats, faults))
+    record_path = os.environ.get(RECORD_ENV) if admin else None
+    recorder = ResponseRecorder(Path(record_path) if record_path else None)
+    app.add_middleware(Gateway, auth=TokenCheck(Path(token_file) if token_file else None), stats=stats,
+                       faults=faults, recorder=recorder, routes=lambda: app.router.routes)
+    return app
+
+
+def _query(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+def _add_routes(app: FastAPI, svc: KfpService) -> None:
+    def call(fn: Callable[..., Any], *args: Any) -> Any:
+        return run_in_threadpool(fn, *args)
+
+    async def respond(fn: Callable[..., Any], *args: Any) -> JSONResponse:
+        return JSONResponse(await call(fn, *args))
+
+    @app.get(f"{API}/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse(svc.healthz())
+
+    # experiments
+    @app.post(f"{API}/experiments")
+    async def create_experiment(request: Request) -> JSONResponse:
+        return await respond(svc.create_experiment, await _json_body(request))
+
+    @app.get(f"{API}/experiments")
+    async def list_experiments(request: Request) -> JSONResponse:
+        return await respond(svc.list_experiments, _query(request))
+
+    @app.get(f"{API}/experiments/{{experiment_id}}")
+    async def get_experiment(experiment_id: str) -> JSONResponse:
+        return await respond(svc.get_experiment, experiment_id)
+
+    @app.post(f"{API}/experiments/{{experiment_id}}:archive")
+    async def archive_experiment(experiment_id: str) -> JSONResponse:
+        return await respond(svc.set_experiment_storage, experiment_id, "ARCHIVED")
+
+    @app.post(f"{API}/experiments/{{experiment_id}}:unarchive")
+    async def unarchive_experiment(experiment_id: str) -> JSONResponse:
+        return await respond(svc.set_experiment_storage, experiment_id, "AVAILABLE")
+
+    @app.delete(f"{API}/experiments/{{experiment_id}}")
+    async def delete_experiment(experiment_id: str) -> JSONResponse:
+        return await respond(svc.delete_experiment, experiment_id)
+
+    # pipelines and versions
+    async def _upload(request: Request) -> tuple[bytes, str]:
+        try:
+            form = await request.form()
+        except Exception as exc:
+            raise wire.bad_request(f"expected a multipart/form-data body with a file part 'uploadfile' ({exc})") from exc
+        part = form.get("uploadfile")
+        if part is None or isinstance(part, str):
+            raise wire.bad_request("the multipart body has no file part named 'uploadfile'; send the pipeline YAML there")
+        data = await part.read()
+        return data, part.filename or "pipeline.yaml"
+
+    @app.post(f"{API}/pipelines/upload")
+    async def upload_pipeline(request: Request) -> JSONResponse:
+        data, filename = await _upload(request)
+        return await respond(svc.upload_pipeline, data, filename, _query(request))
+
+    @app.post(f"{API}/pipelines/upload_version")
+    async def upload_pipeline_version(request: Request) -> JSONResponse:
+        data, filename = await _upload(request)
+        return await respond(svc.upload_version, data, filename, _query(request))
+
+    @app.post(f"{API}/pipelines/create")
+    async def create_pipeline_and_version(request: Request) -> JSONResponse:
+        return await respond(svc.create_pipeline_and_version, await _json_body(request))
+
+    @app.post(f"{API}/pipelines")
+    async def create_pipeline(request: Request) -> JSONResponse:
+        return await respond(svc.create_pipeline, await _json_body(request))
+
+    @app.get(f"{API}/pipelines")
+    async def list_pipelines(request: Request) -> JSONResponse:
+        return await respond(svc.list_pipelines, _query(request))
+
+    @app.get(f"{API}/pipelines/names/{{name}}")
+    async def get_pipeline_by_name(name: str) -> JSONResponse:
+        return await respond(svc.get_pipeline_by_name, name)
+
+    @app.get(f"{API}/pipelines/{{pipeline_id}}")
+    async def get_pipeline(pipeline_id: str) -> JSONResponse:
+        return await respond(svc.get_pipeline, pipeline_id)
+
+    @app.delete(f"{API}/pipelines/{{pipeline_id}}")
+    async def delete_pipeline(pipeline_id: str, request: Request) -> JSONResponse:
+        cascade = request.query_params.get("cascade", "").lower() in ("true", "1")
+        return await respond(svc.delete_pipeline, pipeline_id, cascade)
+
+    @app.post(f"{API}/pipelines/{{pipeline_id}}/versions")
+    async def create_pipeline_version(pipeline_id: str, request: Request) -> JSONResponse:
+        return await respond(svc.create_version, pipeline_id, await _json_body(request))
+
+    @app.get(f"{API}/pipelines/{{pipeline_id}}/versions")
+    async def list_pipeline_versions(pipeline_id: str, request: Request) -> JSONResponse:
+        return await respond(svc.list_versions, pipeline_id, _query(request))
+
+    @app.get(f"{API}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
+    async def get_pipeline_version(pipeline_id: str, pipeline_version_id: str) -> JSONResponse:
+        return await respond(svc.get_version, pipeline_id, pipeline_version_id)
+
+    @app.delete(f"{API}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
+    async def delete_pipeline_version(pipeline_id: str, pipeline_version_id: str) -> JSONResponse:
+        return await respond(svc.delete_version, pipeline_id, pipeline_version_id)
+
+    # runs
+    @app.post(f"{API}/runs")
+    async def create_run(request: Request) -> JSONResponse:
+        return await respond(svc.create_run, await _json_body(request))
+
+    @app.get(f"{API}/runs")
+    async def list_runs(request: Request) -> JSONResponse:
+        return await respond(svc.list_runs, _query(request))
+
+    @app.get(f"{API}/runs/{{run_id}}")
+    async def get_run(run_id: str) -> JSONResponse:
+        return await respond(svc.get_run, run_id)
+
+    @app.post(f"{API}/runs/{{run_id}}:terminate")
+    async def terminate_run(run_id: str) -> JSONResponse:
+        return await respond(svc.terminate_run, run_id)
+
+    @app.post(f"{API}/runs/{{run_id}}:retry")
+    async def retry_run(run_id: str) -> JSONResponse:
+        return await respond(svc.retry_run, run_id)
+
+    @app.post(f"{API}/runs/{{run_id}}:archive")
+    async def archive_run(run_id: str) -> JSONResponse:
+        return await respond(svc.set_run_storage, run_id, "ARCHIVED")
+
+    @app.post(f"{API}/runs/{{run_id}}:unarchive")
+    async def unarchive_run(run_id: str) -> JSONResponse:
+        return await respond(svc.set_run_storage, run_id, "AVAILABLE")
+
+    @app.delete(f"{API}/runs/{{run_id}}")
+    async def delete_run(run_id: str) -> JSONResponse:
+        return await respond(svc.delete_run, run_id)
+
+
+def serve(host: str, port: int, state_dir: str | os.PathLike[str], token_file: str | None = None,
+          admin: bool = False) -> None:
+    """Run the stand-in until SIGINT/SIGTERM (uvicorn's handlers); running runs are stopped on exit."""
+    import uvicorn
+
+    app = create_app(Path(state_dir), token_file=Path(token_file) if token_file else None, admin=admin)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on")

@@ -1,0 +1,441 @@
+"""The API's behaviour, independent of HTTP: experiments, pipelines, versions and runs.
+
+Every method is synchronous and takes plain values; :mod:`kfp_bridge.local.kfp.server` calls them
+from worker threads and turns :class:`~kfp_bridge.local.kfp.wire.ApiError` into error responses.
+Single-user semantics: ``namespace`` is accepted and ignored, as the real server does then.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kfp_bridge.local.kfp import progress, query, specs, wire
+from kfp_bridge.local.kfp.executor import Executor
+from kfp_bridge.local.kfp.store import Store
+from kfp_bridge.local.kfp.wire import ALREADY_EXISTS, FAILED_PRECONDITION, ApiError, bad_request, not_found
+
+DEFAULT_EXPERIMENT = "Default"
+DEFAULT_SERVICE_ACCOUNT = "pipeline-runner"
+TERMINABLE = ("PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED")
+RETRYABLE = ("FAILED", "CANCELED")
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _text(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise bad_request(f"field {key!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _parse_tags(raw: Any, where: str) -> dict[str, str]:
+    if raw in (None, "", {}):
+        return {}
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise bad_request(f"{where}: tags must be a JSON object of strings, e.g. '{{\"team\": \"ml\"}}'") from exc
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise bad_request(f"{where}: tags must be a map of string to string")
+    return dict(raw)
+
+
+class KfpService:
+    """:param store: persistent documents. :param executor: runs pipelines."""
+
+    def __init__(self, store: Store, executor: Executor) -> None:
+        self.store = store
+        self.executor = executor
+
+    # ----- health -----
+
+    @staticmethod
+    def healthz() -> dict[str, Any]:
+        return {"commit_sha": "kfp-bridge-stand-in", "tag_name": "2.17.3", "multi_user": False,
+                "pipeline_store": "database"}
+
+    # ----- experiments -----
+
+    def ensure_default_experiment(self) -> None:
+        with self.store.transaction():
+            if not any(e["display_name"] == DEFAULT_EXPERIMENT for e in self.store.all("experiments")):
+                self._insert_experiment(DEFAULT_EXPERIMENT, "All runs created without specifying an experiment will be grouped here.")
+
+    def _insert_experiment(self, name: str, description: str) -> dict[str, Any]:
+        doc = {"experiment_id": _new_id(), "display_name": name, "description": description,
+               "created_at": time.time(), "namespace": "", "storage_state": "AVAILABLE",
+               "last_run_created_at": 0.0}
+        return self.store.put("experiments", doc["experiment_id"], doc)
+
+    def _experiment(self, experiment_id: str) -> dict[str, Any]:
+        doc = self.store.get("experiments", experiment_id)
+        if doc is None:
+            raise not_found("Experiment", experiment_id)
+        return doc
+
+    def create_experiment(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be an Experiment object with 'display_name'")
+        name = _text(body, "display_name").strip()
+        if not name:
+            raise bad_request("experiment 'display_name' is required; e.g. {\"display_name\": \"my-exp\"}")
+        with self.store.transaction():
+            if any(e["display_name"] == name for e in self.store.all("experiments")):
+                raise ApiError(ALREADY_EXISTS, f"an experiment named {name!r} already exists; pick another display_name or reuse it")
+            doc = self._insert_experiment(name, _text(body, "description"))
+        return wire.render_experiment(doc)
+
+    def get_experiment(self, experiment_id: str) -> dict[str, Any]:
+        return wire.render_experiment(self._experiment(experiment_id))
+
+    def list_experiments(self, params: dict[str, Any]) -> dict[str, Any]:
+        q = query.parse_list_query("experiments", filter_text=params.get("filter"), sort_by=params.get("sort_by"),
+                                   page_size=params.get("page_size"), page_token=params.get("page_token"))
+        page, total, token = query.apply(q, self.store.all("experiments"))
+        return wire.render_list("experiments", [wire.render_experiment(d) for d in page], total, token)
+
+    def set_experiment_storage(self, experiment_id: str, state: str) -> dict[str, Any]:
+        with self.store.transaction():
+            self._experiment(experiment_id)
+            self.store.update("experiments", experiment_id, lambda d: d.update(storage_state=state))
+            if state == "ARCHIVED":
+                # The real server archives an experiment's runs with it.
+                for run in self.store.all("runs"):
+                    if run.get("experiment_id") == experiment_id:
+                        self.store.update("runs", run["run_id"], lambda d: d.update(storage_state="ARCHIVED"))
+        return {}
+
+    def delete_experiment(self, experiment_id: str) -> dict[str, Any]:
+        self._experiment(experiment_id)
+        self.store.delete("experiments", experiment_id)
+        return {}
+
+    # ----- pipelines -----
+
+    def _pipeline(self, pipeline_id: str) -> dict[str, Any]:
+        doc = self.store.get("pipelines", pipeline_id)
+        if doc is None:
+            raise not_found("Pipeline", pipeline_id)
+        return doc
+
+    def _versions_of(self, pipeline_id: str) -> list[dict[str, Any]]:
+        return [v for v in self.store.all("pipeline_versions") if v["pipeline_id"] == pipeline_id]
+
+    def _insert_pipeline(self, body: dict[str, Any], where: str) -> dict[str, Any]:
+        name = _text(body, "name").strip() or _text(body, "display_name").strip()
+        if not name:
+            raise bad_request(f"{where}: a pipeline needs 'display_name' (or 'name')")
+        display = _text(body, "display_name").strip() or name
+        if any(p["name"] == name for p in self.store.all("pipelines")):
+            raise ApiError(ALREADY_EXISTS, f"a pipeline named {name!r} already exists; upload a new version to it instead")
+        doc = {"pipeline_id": _new_id(), "name": name, "display_name": display,
+               "description": _text(body, "description"), "created_at": time.time(), "namespace": "",
+               "tags": _parse_tags(body.get("tags"), where)}
+        return self.store.put("pipelines", doc["pipeline_id"], doc)
+
+    def _insert_version(self, pipeline: dict[str, Any], body: dict[str, Any], spec: dict[str, Any], where: str) -> dict[str, Any]:
+        name = _text(body, "name").strip() or _text(body, "display_name").strip() or pipeline["name"]
+        display = _text(body, "display_name").strip() or name
+        if any(v["name"] == name for v in self._versions_of(pipeline["pipeline_id"])):
+            raise ApiError(
+                ALREADY_EXISTS,
+                f"pipeline {pipeline['name']!r} already has a version named {name!r}; pick another version name",
+            )
+        doc = {"pipeline_id": pipeline["pipeline_id"], "pipeline_version_id": _new_id(), "name": name,
+               "display_name": display, "description": _text(body, "description"), "created_at": time.time(),
+               "package_url": body.get("package_url") or {}, "code_source_url": _text(body, "code_source_url"),
+               "tags": _parse_tags(body.get("tags"), where)}
+        self.store.put("specs", doc["pipeline_version_id"], {"spec": spec})
+        return self.store.put("pipeline_versions", doc["pipeline_version_id"], doc)
+
+    def _spec_from_version_body(self, body: dict[str, Any], where: str) -> dict[str, Any]:
+        if body.get("pipeline_spec"):
+            spec = body["pipeline_spec"]
+            specs.inner_spec(spec, f"{where} pipeline_spec") if isinstance(spec, dict) else specs.validate_spec(spec, where)
+            return spec
+        url = ((body.get("package_url") or {}).get("pipeline_url") or "").strip()
+        if not url:
+            raise bad_request(f"{where}: a pipeline version needs 'pipeline_spec' or 'package_url.pipeline_url'")
+        if "://" not in url:
+            url = Path(url).absolute().as_uri()
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                data = response.read()
+        except Exception as exc:
+            raise bad_request(f"{where}: cannot fetch package_url {url!r} ({exc}); use a reachable URL or send pipeline_spec") from exc
+        return specs.parse_package(data, url)
+
+    def upload_pipeline(self, data: bytes, filename: str, params: dict[str, Any]) -> dict[str, Any]:
+        spec = specs.parse_package(data, f"uploaded file {filename!r}")
+        fallback = filename.rsplit("/", 1)[-1]
+        for ext in (".tar.gz", ".tgz", ".zip", ".yaml", ".yml"):
+            if fallback.endswith(ext):
+                fallback = fallback[: -len(ext)]
+                break
+        body = {"name": params.get("name") or params.get("display_name") or fallback,
+                "display_name": params.get("display_name") or "", "description": params.get("description") or "",
+                "tags": params.get("tags")}
+        with self.store.transaction():
+            pipeline = self._insert_pipeline(body, "upload")
+            self._insert_version(pipeline, {**body, "tags": None}, spec, "upload")
+        return wire.render_pipeline(pipeline)
+
+    def upload_version(self, data: bytes, filename: str, params: dict[str, Any]) -> dict[str, Any]:
+        pipeline_id = params.get("pipelineid") or params.get("pipeline_id")
+        if not pipeline_id:
+            raise bad_request("upload_version needs the 'pipelineid' query parameter naming an existing pipeline")
+        spec = specs.parse_package(data, f"uploaded file {filename!r}")
+        body = {"name": params.get("name") or params.get("display_name") or filename,
+                "display_name": params.get("display_name") or "", "description": params.get("description") or "",
+                "tags": params.get("tags")}
+        with self.store.transaction():
+            version = self._insert_version(self._pipeline(pipeline_id), body, spec, "upload_version")
+        return wire.render_version(version, spec)
+
+    def create_pipeline(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be a Pipeline object")
+        with self.store.transaction():
+            return wire.render_pipeline(self._insert_pipeline(body, "create pipeline"))
+
+    def create_pipeline_and_version(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("pipeline"), dict):
+            raise bad_request("the request body must be {\"pipeline\": {...}, \"pipeline_version\": {...}}")
+        version_body = body.get("pipeline_version")
+        if not isinstance(version_body, dict):
+            raise bad_request("'pipeline_version' is required and must carry pipeline_spec or package_url")
+        spec = self._spec_from_version_body(version_body, "pipeline_version")
+        with self.store.transaction():
+            pipeline = self._insert_pipeline(body["pipeline"], "create pipeline")
+            self._insert_version(pipeline, version_body, spec, "create pipeline")
+        return wire.render_pipeline(pipeline)
+
+    def create_version(self, pipeline_id: str, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be a PipelineVersion object")
+        self._pipeline(pipeline_id)
+        spec = self._spec_from_version_body(body, "pipeline version")
+        with self.store.transaction():
+            version = self._insert_version(self._pipeline(pipeline_id), body, spec, "create pipeline version")
+        return wire.render_version(version, spec)
+
+    def get_pipeline(self, pipeline_id: str) -> dict[str, Any]:
+        return wire.render_pipeline(self._pipeline(pipeline_id))
+
+    def get_pipeline_by_name(self, name: str) -> dict[str, Any]:
+        for doc in self.store.all("pipelines"):
+            if doc["name"] == name:
+                return wire.render_pipeline(doc)
+        raise not_found("Pipeline named", repr(name))
+
+    def list_pipelines(self, params: dict[str, Any]) -> dict[str, Any]:
+        q = query.parse_list_query("pipelines", filter_text=params.get("filter"), sort_by=params.get("sort_by"),
+                                   page_size=params.get("page_size"), page_token=params.get("page_token"))
+        page, total, token = query.apply(q, self.store.all("pipelines"))
+        return wire.render_list("pipelines", [wire.render_pipeline(d) for d in page], total, token)
+
+    def delete_pipeline(self, pipeline_id: str, cascade: bool) -> dict[str, Any]:
+        with self.store.transaction():
+            pipeline = self._pipeline(pipeline_id)
+            versions = self._versions_of(pipeline_id)
+            if versions and not cascade:
+                raise bad_request(
+                    f"pipeline {pipeline['name']!r} has {len(versions)} existing pipeline version(s); "
+                    "delete them first or set cascade=true"
+                )
+            for version in versions:
+                self.store.delete("pipeline_versions", version["pipeline_version_id"])
+                self.store.delete("specs", version["pipeline_version_id"])
+            self.store.delete("pipelines", pipeline_id)
+        return {}
+
+    def _version(self, pipeline_id: str, version_id: str) -> dict[str, Any]:
+        doc = self.store.get("pipeline_versions", version_id)
+        if doc is None or doc["pipeline_id"] != pipeline_id:
+            raise not_found("PipelineVersion", f"{version_id} of pipeline {pipeline_id}")
+        return doc
+
+    def get_version(self, pipeline_id: str, version_id: str) -> dict[str, Any]:
+        doc = self._version(pipeline_id, version_id)
+        return wire.render_version(doc, (self.store.get("specs", version_id) or {}).get("spec"))
+
+    def list_versions(self, pipeline_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._pipeline(pipeline_id)
+        q = query.parse_list_query("pipeline_versions", filter_text=params.get("filter"), sort_by=params.get("sort_by"),
+                                   page_size=params.get("page_size"), page_token=params.get("page_token"),
+                                   scope=pipeline_id)
+        page, total, token = query.apply(q, self._versions_of(pipeline_id))
+        items = [wire.render_version(d, (self.store.get("specs", d["pipeline_version_id"]) or {}).get("spec")) for d in page]
+        return wire.render_list("pipeline_versions", items, total, token)
+
+    def delete_version(self, pipeline_id: str, version_id: str) -> dict[str, Any]:
+        with self.store.transaction():
+            self._version(pipeline_id, version_id)
+            self.store.delete("pipeline_versions", version_id)
+            self.store.delete("specs", version_id)
+        return {}
+
+    # ----- runs -----
+
+    def _run(self, run_id: str) -> dict[str, Any]:
+        doc = self.store.get("runs", run_id)
+        if doc is None:
+            raise not_found("Run", run_id)
+        return doc
+
+    def _render_run(self, doc: dict[str, Any]) -> dict[str, Any]:
+        spec = None if doc.get("pipeline_version_reference") else (self.store.get("specs", doc["run_id"]) or {}).get("spec")
+        return wire.render_run(doc, spec)
+
+    def _run_source(self, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """(stored spec, pipeline_version_reference or None) from the run body's oneof."""
+        inline = body.get("pipeline_spec")
+        reference = body.get("pipeline_version_reference")
+        legacy_version = body.get("pipeline_version_id")
+        given = [n for n, v in (("pipeline_spec", inline), ("pipeline_version_reference", reference),
+                                ("pipeline_version_id", legacy_version)) if v]
+        if len(given) != 1:
+            raise bad_request(
+                "a run needs exactly one of 'pipeline_spec' or 'pipeline_version_reference' "
+                f"({{pipeline_id, pipeline_version_id}}); got {given or 'none'}"
+            )
+        if inline:
+            if not isinstance(inline, dict):
+                raise bad_request("'pipeline_spec' must be the compiled PipelineSpec object")
+            specs.inner_spec(inline)
+            return inline, None
+        if legacy_version:
+            version = self.store.get("pipeline_versions", str(legacy_version))
+            if version is None:
+                raise not_found("PipelineVersion", str(legacy_version))
+            reference = {"pipeline_id": version["pipeline_id"], "pipeline_version_id": version["pipeline_version_id"]}
+        if not isinstance(reference, dict) or not reference.get("pipeline_version_id"):
+            raise bad_request("'pipeline_version_reference' needs 'pipeline_version_id' (and 'pipeline_id')")
+        version_id = str(reference["pipeline_version_id"])
+        pipeline_id = str(reference.get("pipeline_id") or "")
+        version = self.store.get("pipeline_versions", version_id)
+        if version is None or (pipeline_id and version["pipeline_id"] != pipeline_id):
+            raise not_found("PipelineVersion", f"{version_id} of pipeline {pipeline_id or '(any)'}")
+        spec = (self.store.get("specs", version_id) or {}).get("spec") or {}
+        return spec, {"pipeline_id": version["pipeline_id"], "pipeline_version_id": version_id}
+
+    def create_run(self, body: Any) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise bad_request("the request body must be a Run object")
+        display_name = _text(body, "display_name").strip()
+        if not display_name:
+            raise bad_request("run 'display_name' is required")
+        spec, reference = self._run_source(body)
+        inner = specs.inner_spec(spec)
+        runtime = body.get("runtime_config") or {}
+        if not isinstance(runtime, dict):
+            raise bad_request("'runtime_config' must be an object with 'parameters'")
+        params = runtime.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise bad_request("'runtime_config.parameters' must be a map of parameter name to value")
+        specs.check_parameters(inner, params)
+        now = time.time()
+        with self.store.transaction():
+            experiment_id = _text(body, "experiment_id")
+            if experiment_id:
+                experiment = self._experiment(experiment_id)
+            else:
+                self.ensure_default_experiment()
+                experiment = next(e for e in self.store.all("experiments") if e["display_name"] == DEFAULT_EXPERIMENT)
+            run_id = _new_id()
+            runtime_config: dict[str, Any] = {"parameters": params}
+            if runtime.get("pipeline_root"):
+                runtime_config["pipeline_root"] = str(runtime["pipeline_root"])
+            doc: dict[str, Any] = {
+                "run_id": run_id, "experiment_id": experiment["experiment_id"], "display_name": display_name,
+                "description": _text(body, "description"), "storage_state": "AVAILABLE", "namespace": "",
+                "runtime_config": runtime_config,
+                "service_account": _text(body, "service_account") or DEFAULT_SERVICE_ACCOUNT,
+                "created_at": now, "scheduled_at": now, "finished_at": 0.0, "_attempt": 1,
+            }
+            if reference:
+                doc["pipeline_version_reference"] = reference
+            progress.transition(doc, "PENDING", now)
+            progress.add_root_tasks(doc, specs.root_task_names(inner), now)
+            self.store.put("specs", run_id, {"spec": spec})
+            self.store.put("runs", run_id, doc)
+            self.store.update("experiments", experiment["experiment_id"], lambda d: d.update(last_run_created_at=now))
+        self.executor.start(run_id, 1)
+        return self._render_run(doc)
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._render_run(self._run(run_id))
+
+    def list_runs(self, params: dict[str, Any]) -> dict[str, Any]:
+        experiment_id = params.get("experiment_id") or ""
+        q = query.parse_list_query("runs", filter_text=params.get("filter"), sort_by=params.get("sort_by"),
+                                   page_size=params.get("page_size"), page_token=params.get("page_token"),
+                                   scope=experiment_id)
+        docs = self.store.all("runs")
+        if experiment_id:
+            docs = [d for d in docs if d.get("experiment_id") == experiment_id]
+        page, total, token = query.apply(q, docs)
+        return wire.render_list("runs", [self._render_run(d) for d in page], total, token)
+
+    def terminate_run(self, run_id: str) -> dict[str, Any]:
+        with self.store.transaction():
+            doc = self._run(run_id)
+            if doc["state"] not in TERMINABLE:
+                raise bad_request(
+                    f"Failed to terminate run {run_id}: it is {doc['state']}; only PENDING or RUNNING runs can be terminated"
+                )
+            self.store.update("runs", run_id, lambda d: progress.transition(d, "CANCELING", time.time()))
+        self.executor.terminate(run_id)
+        return {}
+
+    def retry_run(self, run_id: str) -> dict[str, Any]:
+        with self.store.transaction():
+            doc = self._run(run_id)
+            if doc["state"] not in RETRYABLE:
+                raise bad_request(
+                    f"run {run_id} is {doc['state']}; only FAILED or CANCELED runs can be retried"
+                )
+            if self.executor.is_active(run_id):
+                raise ApiError(ALREADY_EXISTS, f"run {run_id} is still shutting down; retry again in a moment")
+            updated = self.store.update("runs", run_id, lambda d: progress.reset_for_retry(d, time.time()))
+        assert updated is not None
+        self.executor.start(run_id, int(updated["_attempt"]))
+        return {}
+
+    def set_run_storage(self, run_id: str, state: str) -> dict[str, Any]:
+        with self.store.transaction():
+            doc = self._run(run_id)
+            if state == "AVAILABLE":
+                experiment = self.store.get("experiments", doc.get("experiment_id", ""))
+                if experiment is not None and experiment.get("storage_state") == "ARCHIVED":
+                    raise ApiError(
+                        FAILED_PRECONDITION,
+                        f"run {run_id} belongs to archived experiment {experiment['experiment_id']}; unarchive the experiment first",
+                    )
+            self.store.update("runs", run_id, lambda d: d.update(storage_state=state))
+        return {}
+
+    def delete_run(self, run_id: str) -> dict[str, Any]:
+        doc = self._run(run_id)
+        if doc["state"] in TERMINABLE or self.executor.is_active(run_id):
+            self.executor.terminate(run_id)
+        with self.store.transaction():
+            self.store.delete("runs", run_id)
+            self.store.delete("specs", run_id)
+        run_dir = self.executor.run_dir(run_id)
+        # Outputs can be large; removing them must not hold up the response.
+        threading.Thread(target=shutil.rmtree, args=(run_dir,), kwargs={"ignore_errors": True}, daemon=True).start()
+        return {}
