@@ -64,8 +64,8 @@ class KfpService:
 
     @staticmethod
     def healthz() -> dict[str, Any]:
-        return {"commit_sha": "kfp-bridge-stand-in", "tag_name": "2.17.3", "multi_user": False,
-                "pipeline_store": "database"}
+        # The real server also sends commit_sha/tag_name, but the SDK's model has no such fields.
+        return {"multi_user": False, "pipeline_store": "database"}
 
     # ----- experiments -----
 
