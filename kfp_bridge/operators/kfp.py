@@ -172,8 +172,12 @@ class KfpRunOperator(BaseOperator):
         if self.enable_caching is not None:
             spec = pipelines.with_caching(spec, self.enable_caching)
         declared = pipelines.declared_inputs(spec)
-        # Conf given when triggering from the UI overrides a declared parameter, as Airflow params do.
-        overrides = {k: v for k, v in (context.get("params") or {}).items() if k in declared and k in self.pipeline_params}
+        # Conf given when triggering (UI form or API) overrides a parameter of this task, as it does
+        # Airflow params ([core] dag_run_conf_overrides_params).
+        overrides: dict[str, Any] = {}
+        if conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True):
+            run_conf = getattr(context.get("dag_run"), "conf", None) or {}
+            overrides = {k: v for k, v in run_conf.items() if k in declared and k in self.pipeline_params}
         params = pipelines.validate_params(spec, {**self.pipeline_params, **overrides})
         name = spec.get("pipelineInfo", {}).get("name") or "pipeline"
         return {
