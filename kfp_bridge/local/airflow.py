@@ -394,22 +394,25 @@ class AirflowStack(AirflowApiClient):
         return [p for p in found.values() if _alive(p)]
 
     def kill_service(self, name: str, sig: int = signal.SIGKILL, *, whole_group: bool = True) -> None:
-        """Send ``sig`` to a service (and by default its whole process group), for chaos tests."""
+        """Send ``sig`` to a service (by default its whole process group), for chaos tests.
+
+        Task processes run in process groups of their own, so killing the scheduler's group leaves
+        running tasks alive, as a crashed scheduler would; kill them by pid from ``pids()``.
+        """
         proc = self.processes[name]
         if whole_group:
-            _kill_group(proc.pid, sig)
-        else:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, sig)
+            _signal_group(proc, sig)
+        elif proc.poll() is None:
+            proc.send_signal(sig)
 
     def stop_service(self, name: str) -> None:
         proc = self.processes.get(name)
         if proc is None:
             return
         procs = _tree(proc.pid)
-        _kill_group(proc.pid, signal.SIGTERM)
+        _signal_group(proc, signal.SIGTERM)
         _, alive = psutil.wait_procs(procs, timeout=self.grace)
-        _kill_group(proc.pid, signal.SIGKILL)
+        _signal_group(proc, signal.SIGKILL)
         for p in alive:
             with contextlib.suppress(psutil.Error):
                 p.kill()
@@ -424,14 +427,15 @@ class AirflowStack(AirflowApiClient):
         self.close()
         procs = self._processes()
         for proc in self.processes.values():
-            _kill_group(proc.pid, signal.SIGTERM)
+            _signal_group(proc, signal.SIGTERM)
         _, alive = psutil.wait_procs(procs, timeout=self.grace)
-        # Shutdown can fork (e.g. a task's on_kill); catch those too.
+        for proc in self.processes.values():
+            _signal_group(proc, signal.SIGKILL)
+        # Shutdown can fork (e.g. a task's on_kill), and orphans are only found by their marker.
         for p in {*alive, *self._processes()}:
             with contextlib.suppress(psutil.Error):
                 p.kill()
         for proc in self.processes.values():
-            _kill_group(proc.pid, signal.SIGKILL)
             proc.wait()
         psutil.wait_procs([p for p in procs if _alive(p)], timeout=5)
 
@@ -490,6 +494,13 @@ def _tree(pid: int) -> list[psutil.Process]:
         return [root, *root.children(recursive=True)]
     except psutil.Error:
         return []
+
+
+def _signal_group(proc: subprocess.Popen[Any], sig: int) -> None:
+    """Signal the group a service leads, but only while the leader is unreaped: afterwards its pid
+    (and so the group id) may belong to a stranger. Leftovers are then found by their marker."""
+    if proc.poll() is None:
+        _kill_group(proc.pid, sig)
 
 
 def _kill_group(pgid: int, sig: int) -> None:

@@ -35,7 +35,7 @@ def smoke_run(airflow_stack: AirflowStack, smoke_dag: str) -> str:
     return run_id
 
 
-def test_every_service_is_healthy(airflow_stack: AirflowStack, record_property) -> None:
+def test_every_service_is_healthy_with_the_bridge_provider_loaded(airflow_stack: AirflowStack) -> None:
     health = airflow_stack.health()
     assert {
         name: health[name]["status"] for name in ("metadatabase", "scheduler", "triggerer", "dag_processor")
@@ -46,7 +46,10 @@ def test_every_service_is_healthy(airflow_stack: AirflowStack, record_property) 
         "dag_processor": "healthy",
     }
     assert set(airflow_stack.processes) == set(SERVICES)
-    record_property("airflow_startup_seconds", round(airflow_stack.timings["ready_s"], 1))
+    assert all(proc.poll() is None for proc in airflow_stack.processes.values())
+    # The apache_airflow_provider entry point of this package is read by the running api-server.
+    providers = airflow_stack.get("/api/v2/providers").json()["providers"]
+    assert "kfp-bridge" in {p["package_name"] for p in providers}
 
 
 def test_dag_is_listed_without_import_errors(airflow_stack: AirflowStack, smoke_dag: str) -> None:
@@ -146,3 +149,33 @@ def test_stop_leaves_no_process_behind(tmp_path: Path, airflow_db_cache: Path) -
     survivors = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert survivors == []
     assert stack.pids() == set()
+
+
+FAILING_DAG = """
+from __future__ import annotations
+
+import pendulum
+from airflow.providers.standard.operators.bash import BashOperator
+from airflow.sdk import DAG
+
+with DAG("kfp_bridge_stack_failing", schedule=None, start_date=pendulum.datetime(2025, 1, 1, tz="UTC")) as dag:
+    BashOperator(task_id="boom", bash_command="echo about-to-fail; exit 3")
+"""
+
+
+def test_run_dags_test_runs_the_deferring_dag_in_process(airflow_dags_test) -> None:
+    result = airflow_dags_test(DAG_FILE, DAG_ID, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "hello-from-bash" in result.stdout
+    assert "Pausing task as DEFERRED" in result.stdout  # the trigger ran inside `dags test`
+    assert f"DagRun Finished: dag_id={DAG_ID}" in result.stdout
+    assert "state=success" in result.stdout
+
+
+def test_run_dags_test_reports_a_failed_run(airflow_dags_test, tmp_path: Path) -> None:
+    dag_file = tmp_path / "failing.py"
+    dag_file.write_text(FAILING_DAG)
+    result = airflow_dags_test(dag_file, "kfp_bridge_stack_failing", timeout=300)
+    assert result.returncode != 0
+    assert "about-to-fail" in result.stdout
+    assert "state=failed" in result.stdout
