@@ -1,0 +1,94 @@
+"""Start the embedded stand-ins as subprocesses and wait until they answer (demo, ``local up``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class StandIn:
+    name: str
+    url: str
+    process: subprocess.Popen
+    log_file: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _wait_ready(stand_in: StandIn, probe_path: str, token: str | None, timeout: float) -> None:
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if stand_in.process.poll() is not None:
+            raise RuntimeError(f"{stand_in.name} stand-in exited early:\n{stand_in.log_tail()}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(stand_in.url + probe_path, headers=headers, timeout=2).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"{stand_in.name} stand-in did not answer within {timeout:.0f}s:\n{stand_in.log_tail()}")
+
+
+@contextlib.contextmanager
+def run_stand_in(
+    service: str,
+    state_dir: Path,
+    *,
+    port: int | None = None,
+    token_file: Path | None = None,
+    admin: bool = False,
+    host: str = "127.0.0.1",
+    timeout: float = 90.0,
+) -> Iterator[StandIn]:
+    """Run ``kfp-bridge local <service>`` (``kfp`` or ``kube``) until the block ends."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    args = [sys.executable, "-m", "kfp_bridge.cli", "local", service, "--host", host, "--port", str(port),
+            "--state-dir", str(state_dir)]
+    if token_file:
+        args += ["--token-file", str(token_file)]
+    if admin:
+        args.append("--admin")
+    log_file = state_dir / f"{service}-stand-in.log"
+    with open(log_file, "ab") as log:
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy())
+    stand_in = StandIn(service, f"http://{host}:{port}", process, log_file)
+    try:
+        token = token_file.read_text().strip() if token_file else None
+        _wait_ready(stand_in, "/apis/v2beta1/healthz" if service == "kfp" else "/version", token, timeout)
+        yield stand_in
+    finally:
+        _stop(process)
+
+
+def _stop(process: subprocess.Popen, grace: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
