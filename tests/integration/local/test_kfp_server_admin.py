@@ -62,6 +62,27 @@ def test_admin_is_404_without_the_flag(tmp_path):
                                                                               "pipeline_store": "database"}
 
 
+def test_sigterm_shuts_down_gracefully_and_stops_running_runs(tmp_path):
+    import psutil
+
+    from tests.fixtures import kfp_pipelines as pipelines
+
+    pid_file = tmp_path / "pid"
+    with start_kfp_stand_in(tmp_path / "state", admin=False) as stand_in:
+        stand_in.client().create_run_from_pipeline_func(
+            pipelines.sleeper, arguments={"seconds": 120.0, "pid_file": str(pid_file)})
+        deadline = time.monotonic() + 60
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the long step never started"
+            time.sleep(0.1)
+        component_pid = int(pid_file.read_text().split()[0])
+        stand_in.stop()
+        # uvicorn re-raises the captured SIGTERM after its graceful shutdown, hence -15 rather than 0.
+        assert stand_in.process.returncode in (0, -15)
+        assert "Traceback" not in stand_in.log_tail(200)
+        assert not psutil.pid_exists(component_pid) or psutil.Process(component_pid).status() == psutil.STATUS_ZOMBIE
+
+
 def test_model_check_rejects_invented_fields_and_wrong_types():
     good = {"method": "GET", "route": "/apis/v2beta1/runs/{run_id}", "path": "/x", "status": 200,
             "body": {"run_id": "r", "state": "RUNNING", "created_at": "2026-01-01T00:00:00Z",
