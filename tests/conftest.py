@@ -18,4 +18,5 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 pytest_plugins = [
     "tests.fixtures.kfp_stand_in",
     "tests.fixtures.kube_stand_in",
+    "tests.fixtures.airflow_stack",
 ]
