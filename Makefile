@@ -48,5 +48,8 @@ demo: venv venv-kserve
 bench: venv venv-kserve
 	$(PY) benchmarks/parse_time.py
 
+compile-check: venv
+	$(VENV)/bin/kfp-bridge compile --check dags/pipelines/iris.py
+
 clean:
 	rm -rf $(VENV) $(KSERVE_VENV) $(TOOLS) .demo
