@@ -106,7 +106,7 @@ class Store:
 
     # ---- writes ------------------------------------------------------------------------------
     def create(self, ns: str, body: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-        check_type(body)
+        check_type(body, required=True)
         meta = body.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -151,7 +151,7 @@ class Store:
     ) -> dict[str, Any]:
         """Write ``desired`` (a whole object from PUT, or the result of a PATCH) with status-subresource rules."""
         current = self.get(ns, name)
-        check_type(desired)
+        check_type(desired, required=not subresource)
         meta = desired.get("metadata")
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be an object")
@@ -245,9 +245,15 @@ class Store:
             listener(event)
 
 
-def check_type(body: Any) -> None:
+def check_type(body: Any, *, required: bool = False) -> None:
     if not isinstance(body, dict):
         raise errors.bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
+    if required and (not body.get("apiVersion") or not body.get("kind")):
+        # What the apiserver says when a client serialises python attribute names (api_version).
+        raise errors.bad_request(
+            f"Object 'apiVersion' and 'kind' are required, got keys {sorted(body)}; send "
+            f'"apiVersion": "{API_VERSION}", "kind": "{KIND}" (camelCase JSON, not python attribute names)'
+        )
     if body.get("apiVersion") not in (None, API_VERSION) or body.get("kind") not in (None, KIND):
         raise errors.bad_request(
             f"the API version in the data ({body.get('apiVersion')}) or kind ({body.get('kind')}) does not match "

@@ -17,7 +17,8 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     import kubernetes
-    from kubernetes.client import ApiClient, V1ObjectMeta
+    from kubernetes.client import V1ObjectMeta
+    from kserve.api_client import ApiClient as KServeApiClient
     from kserve import (KServeClient, V1beta1InferenceService, V1beta1InferenceServiceSpec,
                         V1beta1ModelFormat, V1beta1ModelSpec, V1beta1PredictorSpec, constants)
 
@@ -26,10 +27,11 @@ SCRIPT = textwrap.dedent(
 
 
     class Body(dict):
-        # kubernetes>=37 validates request bodies as plain dicts and rejects kserve model objects;
-        # KServeClient still reads .api_version and .metadata, so carry both.
+        # kubernetes>=37 validates request bodies as plain dicts and rejects kserve model objects
+        # (and its own serializer would emit snake_case); KServeClient still reads .api_version
+        # and .metadata, so carry both next to the camelCase body kserve's serializer produces.
         def __init__(self, model):
-            super().__init__(ApiClient().sanitize_for_serialization(model))
+            super().__init__(KServeApiClient().sanitize_for_serialization(model))
             self.api_version = model.api_version
             self.metadata = model.metadata
 
@@ -48,7 +50,7 @@ SCRIPT = textwrap.dedent(
     out = {"kubernetes": kubernetes.__version__}
     created = kc.create(body(isvc))
     out["created_generation"] = created["metadata"]["generation"]
-    kc.wait_isvc_ready("kc", namespace="default", watch=True, timeout_seconds=180)
+    kc.wait_isvc_ready("kc", namespace="default", watch=True, timeout_seconds=90)
     out["ready_after_watch"] = kc.is_isvc_ready("kc", namespace="default")
     got = kc.get("kc", namespace="default")
     out["rev1"] = got["status"]["components"]["predictor"]["latestReadyRevision"]
@@ -57,7 +59,7 @@ SCRIPT = textwrap.dedent(
     isvc.spec.predictor.model.storage_uri = v2
     patched = kc.patch("kc", body(isvc), namespace="default")
     out["patched_generation"] = patched["metadata"]["generation"]
-    kc.wait_isvc_ready("kc", namespace="default", watch=True, timeout_seconds=180, expected_generation=2)
+    kc.wait_isvc_ready("kc", namespace="default", watch=True, timeout_seconds=90, expected_generation=2)
     got = kc.get("kc", namespace="default")
     out["ready_gen2"] = kc.is_isvc_ready("kc", namespace="default", expected_generation=2)
     out["traffic"] = sorted((t["revisionName"], t["percent"]) for t in got["status"]["components"]["predictor"]["traffic"])
