@@ -364,16 +364,15 @@ class Controller:
 
     async def ensure_up(self, ns: str, name: str, record: RevisionRecord) -> ModelServerProcess:
         """Knative's activator: cold-start a scaled-down revision and hold the request meanwhile."""
-        if not record.running:
-            rt = self.runtimes.get((ns, name))
-            if record.task is None and rt is not None:
-                self._start(rt, record)
-            try:
-                if record.task is not None:
-                    # shield: a client giving up must not abort a load other requests wait for
-                    await asyncio.wait_for(asyncio.shield(record.task), COLD_START_TIMEOUT_S)
-            except TimeoutError as exc:
-                raise NoRoute(503, f"revision {record.name} did not start within {COLD_START_TIMEOUT_S:.0f}s") from exc
+        rt = self.runtimes.get((ns, name))
+        if record.task is None and not record.running and rt is not None:
+            self._start(rt, record)
+        if record.task is not None:
+            # A load in progress (cold start, or the restart after a stand-in restart): wait for it.
+            # asyncio.wait neither cancels the load when this request gives up nor raises if it was stopped.
+            done, _ = await asyncio.wait({record.task}, timeout=COLD_START_TIMEOUT_S)
+            if not done:
+                raise NoRoute(503, f"revision {record.name} did not start within {COLD_START_TIMEOUT_S:.0f}s")
         if record.process is None or not record.running:
             raise NoRoute(503, f"revision {record.name} is not running: {record.message or 'stopped'}")
         self.served[record.name] = self.served.get(record.name, 0) + 1

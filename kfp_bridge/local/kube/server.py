@@ -140,11 +140,20 @@ def create_app(state_dir: Path, base_url: str, *, token_file: str | None = None,
     return AuthAndCount(app, token_file, counts)  # type: ignore[return-value]
 
 
+class _Server(uvicorn.Server):
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        # uvicorn re-raises captured signals after shutdown; for this CLI a requested stop is a
+        # normal exit (status 0), which is what supervisors and tests check.
+        getattr(self, "_captured_signals", []).clear()
+
+
 def serve(
     *, host: str = "127.0.0.1", port: int, state_dir: str | Path, token_file: str | None = None, admin: bool = False
 ) -> None:
     """Run until SIGTERM/SIGINT; write ``state_dir/kubeconfig`` once listening."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per proxied request is noise
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     if token_file and _read_token(token_file) is None:
@@ -161,7 +170,7 @@ def serve(
     config = uvicorn.Config(
         app, log_level="warning", timeout_graceful_shutdown=3, lifespan="on", timeout_keep_alive=30
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
 
     async def main() -> None:
         controller: Controller = inner.state.controller
