@@ -1,9 +1,9 @@
 """Test hooks under ``/_admin/`` (only with ``--admin``): counters, watch chaos, history compaction.
 
-  ``GET  /_admin/stats``                   request counts, open watches, model servers per revision
-  ``POST /_admin/reset-stats``             zero the counters
-  ``POST /_admin/drop-watches?mode=end``   end every open watch (``mode=abort``: break the connection)
-  ``POST /_admin/compact``                 forget watch history so older resourceVersions get 410
+``GET  /_admin/stats``                   request counts, open watches, model servers per revision
+``POST /_admin/reset-stats``             zero the counters
+``POST /_admin/drop-watches?mode=end``   end every open watch (``mode=abort``: break the connection)
+``POST /_admin/compact``                 forget watch history so older resourceVersions get 410
 """
 
 from __future__ import annotations

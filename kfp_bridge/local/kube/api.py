@@ -45,8 +45,10 @@ class WatchResponse(StreamingResponse):
 def _check_gv(group: str, version: str, plural: str) -> None:
     if (group, version, plural) != (GROUP, VERSION, PLURAL):
         raise errors.KubeApiError(
-            404, "NotFound", f"the server could not find the requested resource ({group}/{version} {plural}); "
-            f"this stand-in serves only {GROUP_VERSION} {PLURAL}"
+            404,
+            "NotFound",
+            f"the server could not find the requested resource ({group}/{version} {plural}); "
+            f"this stand-in serves only {GROUP_VERSION} {PLURAL}",
         )
 
 
@@ -69,12 +71,16 @@ def _list_body(store: Store, items: list[dict[str, Any]], request: Request) -> d
         try:
             after = tuple(json.loads(base64.urlsafe_b64decode(token)))
         except ValueError as exc:
-            raise errors.bad_request("invalid continue token; start the list again without 'continue'") from exc
+            raise errors.bad_request(
+                "invalid continue token; start the list again without 'continue'"
+            ) from exc
         items = [o for o in items if (o["metadata"]["namespace"], o["metadata"]["name"]) > after]
     limit = int(request.query_params.get("limit") or 0)
     if limit > 0 and len(items) > limit:
         last = items[limit - 1]["metadata"]
-        meta["continue"] = base64.urlsafe_b64encode(json.dumps([last["namespace"], last["name"]]).encode()).decode()
+        meta["continue"] = base64.urlsafe_b64encode(
+            json.dumps([last["namespace"], last["name"]]).encode()
+        ).decode()
         meta["remainingItemCount"] = len(items) - limit
         items = items[:limit]
     return {"apiVersion": API_VERSION, "kind": f"{KIND}List", "metadata": meta, "items": items}
@@ -99,7 +105,9 @@ def _watch(store: Store, ns: str | None, request: Request) -> WatchResponse:
     bookmarks = parse_bool(params.get("allowWatchBookmarks"))
     rv = params.get("resourceVersion") or ""
     if rv not in ("", "0") and not rv.isdigit():
-        raise errors.bad_request(f"resourceVersion {rv!r} is not one this server issued; omit it to start from now")
+        raise errors.bad_request(
+            f"resourceVersion {rv!r} is not one this server issued; omit it to start from now"
+        )
 
     # Subscribing and taking the snapshot happen without an await in between: no event is missed.
     queue: asyncio.Queue = asyncio.Queue()
@@ -129,7 +137,11 @@ def _watch(store: Store, ns: str | None, request: Request) -> WatchResponse:
                     event = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and loop.time() < deadline:
-                        bookmark = {"kind": KIND, "apiVersion": API_VERSION, "metadata": {"resourceVersion": str(store.rv)}}
+                        bookmark = {
+                            "kind": KIND,
+                            "apiVersion": API_VERSION,
+                            "metadata": {"resourceVersion": str(store.rv)},
+                        }
                         yield _event_line("BOOKMARK", bookmark)
                     continue
                 if event is DROP:
@@ -153,15 +165,25 @@ def build_router(store: Store) -> APIRouter:
     @router.get("/version/")
     async def version() -> dict[str, Any]:
         return {
-            "major": "1", "minor": "30", "gitVersion": "v1.30.0", "gitCommit": "kfp-bridge-local",
-            "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22.0",
-            "compiler": "gc", "platform": "linux/amd64",
+            "major": "1",
+            "minor": "30",
+            "gitVersion": "v1.30.0",
+            "gitCommit": "kfp-bridge-local",
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.22.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
         }
 
     @router.get("/api")
     async def core_versions(request: Request) -> dict[str, Any]:
         host = request.url.netloc
-        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}]}
+        return {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
+        }
 
     group_version = {"groupVersion": GROUP_VERSION, "version": VERSION}
     api_group = {"name": GROUP, "versions": [group_version], "preferredVersion": group_version}
@@ -177,13 +199,34 @@ def build_router(store: Store) -> APIRouter:
     @router.get(f"/apis/{GROUP_VERSION}")
     async def resources() -> dict[str, Any]:
         return {
-            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION,
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": GROUP_VERSION,
             "resources": [
-                {"name": PLURAL, "singularName": "inferenceservice", "namespaced": True, "kind": KIND,
-                 "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
-                 "shortNames": ["isvc"]},
-                {"name": f"{PLURAL}/status", "singularName": "", "namespaced": True, "kind": KIND,
-                 "verbs": ["get", "patch", "update"]},
+                {
+                    "name": PLURAL,
+                    "singularName": "inferenceservice",
+                    "namespaced": True,
+                    "kind": KIND,
+                    "verbs": [
+                        "delete",
+                        "deletecollection",
+                        "get",
+                        "list",
+                        "patch",
+                        "create",
+                        "update",
+                        "watch",
+                    ],
+                    "shortNames": ["isvc"],
+                },
+                {
+                    "name": f"{PLURAL}/status",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": KIND,
+                    "verbs": ["get", "patch", "update"],
+                },
             ],
         }
 
@@ -225,7 +268,9 @@ def build_router(store: Store) -> APIRouter:
             async def replace(group: str, version: str, ns: str, plural: str, name: str, request: Request):
                 _check_gv(group, version, plural)
                 body = await _json_body(request)
-                return store.update(ns, name, body, subresource=subresource, require_rv=True, dry_run=_dry_run(request))
+                return store.update(
+                    ns, name, body, subresource=subresource, require_rv=True, dry_run=_dry_run(request)
+                )
 
             @router.patch(item + suffix)
             async def patch(group: str, version: str, ns: str, plural: str, name: str, request: Request):
@@ -242,7 +287,10 @@ def build_router(store: Store) -> APIRouter:
         _check_gv(group, version, plural)
         obj = store.delete(ns, name, dry_run=_dry_run(request))
         return {
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
             "details": {"name": name, "group": GROUP, "kind": PLURAL, "uid": obj["metadata"]["uid"]},
         }
 

@@ -71,7 +71,13 @@ class RevisionRecord:
     task: asyncio.Task | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "number": self.number, "template": self.template, "state": self.state, "message": self.message}
+        return {
+            "name": self.name,
+            "number": self.number,
+            "template": self.template,
+            "state": self.state,
+            "message": self.message,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RevisionRecord:
@@ -82,7 +88,11 @@ class RevisionRecord:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.proc is not None and self.process.proc.returncode is None
+        return (
+            self.process is not None
+            and self.process.proc is not None
+            and self.process.proc.returncode is None
+        )
 
 
 @dataclass
@@ -106,7 +116,9 @@ class ServiceRuntime:
 
     @classmethod
     def from_json(cls, ns: str, name: str, data: dict[str, Any]) -> ServiceRuntime:
-        rt = cls(ns, name, data["uid"], data["mode"], [RevisionRecord.from_json(r) for r in data["revisions"]])
+        rt = cls(
+            ns, name, data["uid"], data["mode"], [RevisionRecord.from_json(r) for r in data["revisions"]]
+        )
         rt.current = RevisionRecord.from_json(data["current"]) if data.get("current") else None
         rt.pending = RevisionRecord.from_json(data["pending"]) if data.get("pending") else None
         return rt
@@ -193,7 +205,11 @@ class Controller:
         if status != obj.get("status"):
             self.store.update(ns, name, {**obj, "status": status}, subresource="status")
         for record in rt.records():
-            if record.name not in keep and (record.running or record.task is not None) and record.state != "Loading":
+            if (
+                record.name not in keep
+                and (record.running or record.task is not None)
+                and record.state != "Loading"
+            ):
                 self._spawn(self._stop(record))
 
     def _reconcile_knative(
@@ -228,7 +244,12 @@ class Controller:
         serving = {t["revisionName"] for t in predictor.get("traffic", []) if t["percent"] > 0}
         # After a restart, bring back what takes traffic now rather than on the first request.
         for record in rt.revisions:
-            if record.name in serving and record.state == "Ready" and not record.running and record.task is None:
+            if (
+                record.name in serving
+                and record.state == "Ready"
+                and not record.running
+                and record.task is None
+            ):
                 self._start(rt, record)
         return status, keep | {t["revisionName"] for t in predictor.get("traffic", [])}
 
@@ -240,7 +261,9 @@ class Controller:
             if rt.pending is not None:
                 self._spawn(self._stop(rt.pending))  # superseded before it finished
             number = (newest.number + 1) if newest else 1
-            rt.pending = RevisionRecord(f"{rt.name}-predictor-deployment-{number}", number, copy.deepcopy(template))
+            rt.pending = RevisionRecord(
+                f"{rt.name}-predictor-deployment-{number}", number, copy.deepcopy(template)
+            )
             self._start(rt, rt.pending)
         elif rt.pending is not None and rt.pending.state == "Loading" and rt.pending.task is None:
             self._start(rt, rt.pending)
@@ -269,9 +292,7 @@ class Controller:
             uri, problem = storage_uri_of(record.template)
             if uri is None:
                 raise ModelLoadError(problem)
-            process = ModelServerProcess(
-                rt.name, uri, self.state_dir / "logs" / rt.ns / f"{record.name}.log"
-            )
+            process = ModelServerProcess(rt.name, uri, self.state_dir / "logs" / rt.ns / f"{record.name}.log")
             record.process = process
             await process.start()
             record.state = "Ready"
@@ -320,7 +341,9 @@ class Controller:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await asyncio.gather(*(self._stop(r) for rt in self.runtimes.values() for r in rt.records()), return_exceptions=True)
+        await asyncio.gather(
+            *(self._stop(r) for rt in self.runtimes.values() for r in rt.records()), return_exceptions=True
+        )
 
     def kill_all_now(self) -> None:
         for rt in self.runtimes.values():
@@ -334,14 +357,20 @@ class Controller:
         obj = self.store.find(ns, name)
         rt = self.runtimes.get((ns, name))
         if obj is None or rt is None:
-            raise NoRoute(404, f"no InferenceService {ns}/{name}; create it first (kubectl apply / KServeClient.create)")
+            raise NoRoute(
+                404, f"no InferenceService {ns}/{name}; create it first (kubectl apply / KServeClient.create)"
+            )
         if rt.mode == rollout.STANDARD:
             if tag is not None:
                 raise NoRoute(404, "tag routes exist only in Knative mode (Standard mode has no revisions)")
             if rt.current is None:
-                raise NoRoute(503, f"InferenceService {ns}/{name} has no ready model server yet; wait for Ready")
+                raise NoRoute(
+                    503, f"InferenceService {ns}/{name} has no ready model server yet; wait for Ready"
+                )
             return rt.current
-        traffic = (((obj.get("status") or {}).get("components") or {}).get("predictor") or {}).get("traffic") or []
+        traffic = (((obj.get("status") or {}).get("components") or {}).get("predictor") or {}).get(
+            "traffic"
+        ) or []
         if tag is not None:
             targets = [t for t in traffic if t.get("tag") == tag]
             if not targets:
@@ -356,7 +385,9 @@ class Controller:
             weighted = [t for t in traffic if t["percent"] > 0]
             if not weighted:
                 raise NoRoute(503, f"InferenceService {ns}/{name} has no ready revision yet; wait for Ready")
-            revision = random.choices([t["revisionName"] for t in weighted], [t["percent"] for t in weighted])[0]
+            revision = random.choices(
+                [t["revisionName"] for t in weighted], [t["percent"] for t in weighted]
+            )[0]
         for record in rt.revisions:
             if record.name == revision:
                 return record
@@ -385,8 +416,13 @@ class Controller:
                 "name": rt.name,
                 "mode": rt.mode,
                 "revisions": [
-                    {**r.to_json(), "running": r.running, "port": r.process.port if r.process else None,
-                     "pid": r.process.pid if r.process else None, "served": self.served.get(r.name, 0)}
+                    {
+                        **r.to_json(),
+                        "running": r.running,
+                        "port": r.process.port if r.process else None,
+                        "pid": r.process.pid if r.process else None,
+                        "served": self.served.get(r.name, 0),
+                    }
                     for r in rt.records()
                 ],
             }

@@ -71,10 +71,12 @@ def field_selector(selector: str | None) -> Predicate:
                 field, value = (s.strip() for s in expr.split(op, 1))
                 break
         else:
-            raise errors.bad_request(f"invalid fieldSelector requirement {expr!r}; use field=value or field!=value")
+            raise errors.bad_request(
+                f"invalid fieldSelector requirement {expr!r}; use field=value or field!=value"
+            )
         if field not in SUPPORTED_FIELDS:
             raise errors.bad_request(
-                f'field label not supported: {field} (inferenceservices support {", ".join(SUPPORTED_FIELDS)})'
+                f"field label not supported: {field} (inferenceservices support {', '.join(SUPPORTED_FIELDS)})"
             )
         requirements.append((field.split(".", 1)[1], op != "!=", value))
 

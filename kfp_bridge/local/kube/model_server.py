@@ -85,7 +85,9 @@ def main(argv: list[str]) -> int:
         def load(self) -> bool:
             self._model = joblib.load(resolve_model_file(self.storage_uri))
             if not hasattr(self._model, "predict"):
-                raise TypeError(f"{type(self._model).__name__} loaded from {self.storage_uri!r} has no predict()")
+                raise TypeError(
+                    f"{type(self._model).__name__} loaded from {self.storage_uri!r} has no predict()"
+                )
             self.ready = True
             return self.ready
 

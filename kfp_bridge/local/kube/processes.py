@@ -77,7 +77,9 @@ class ModelServerProcess:
                 await self._start_once()
                 return
             except _PortTaken:
-                log.info("port %s was taken before the model server bound it; retrying (%d)", self.port, attempt)
+                log.info(
+                    "port %s was taken before the model server bound it; retrying (%d)", self.port, attempt
+                )
         raise ModelLoadError(f"could not bind a free port for the model server of {self.model_name}")
 
     async def _start_once(self) -> None:

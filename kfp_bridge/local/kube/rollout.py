@@ -54,13 +54,20 @@ def desired_traffic(canary: int | None, latest_rolledout: str, tag: bool) -> lis
         targets = [latest]
         if canary < 100:
             targets.append(
-                {"tag": "prev", "revisionName": latest_rolledout, "latestRevision": False, "percent": 100 - canary}
+                {
+                    "tag": "prev",
+                    "revisionName": latest_rolledout,
+                    "latestRevision": False,
+                    "percent": 100 - canary,
+                }
             )
         return targets
     return [{"latestRevision": True, "percent": 100}]
 
 
-def resolve_traffic(desired: list[dict[str, Any]], latest_ready: str, tag_url: dict[str, str]) -> list[dict[str, Any]]:
+def resolve_traffic(
+    desired: list[dict[str, Any]], latest_ready: str, tag_url: dict[str, str]
+) -> list[dict[str, Any]]:
     """Knative route status: ``latestRevision`` targets name the latest *ready* revision; tags get a URL."""
     resolved = []
     for target in desired:
@@ -124,7 +131,9 @@ def stamp_conditions(old: list[dict[str, Any]], new: list[dict[str, Any]], now: 
     stamped = []
     for cond in new:
         before = previous.get(cond["type"])
-        same = before is not None and all(before.get(k) == cond.get(k) for k in ("status", "reason", "message"))
+        same = before is not None and all(
+            before.get(k) == cond.get(k) for k in ("status", "reason", "message")
+        )
         stamped.append({**cond, "lastTransitionTime": before["lastTransitionTime"] if same else now})
     return sorted(stamped, key=lambda c: c["type"])
 
@@ -189,8 +198,12 @@ def knative_status(
     traffic: list[dict[str, Any]] = []
     if latest_ready:
         wanted = desired_traffic(canary, old_predictor.get("latestRolledoutRevision", ""), tag)
-        traffic = resolve_traffic(wanted, latest_ready, {"latest": urls.tag("latest"), "prev": urls.tag("prev")})
-        rolled, prev = bookkeeping(old_predictor, traffic, latest_ready, latest_created.name if latest_created else "")
+        traffic = resolve_traffic(
+            wanted, latest_ready, {"latest": urls.tag("latest"), "prev": urls.tag("prev")}
+        )
+        rolled, prev = bookkeeping(
+            old_predictor, traffic, latest_ready, latest_created.name if latest_created else ""
+        )
         predictor["latestRolledoutRevision"], predictor["previousRolledoutRevision"] = rolled, prev
     predictor["latestCreatedRevision"] = latest_created.name if latest_created else ""
     predictor["latestReadyRevision"] = latest_ready
@@ -225,7 +238,10 @@ def knative_status(
     else:
         name = latest_created.name.rsplit("-", 1)[0] if latest_created else ""
         route = _condition(
-            "PredictorRouteReady", "Unknown", "RevisionMissing", f'Configuration "{name}" is waiting for a Revision to become ready.'
+            "PredictorRouteReady",
+            "Unknown",
+            "RevisionMissing",
+            f'Configuration "{name}" is waiting for a Revision to become ready.',
         )
     ksvc_ready = _aggregate("PredictorReady", [config, route])
     if ksvc_ready["status"] == "True":
@@ -234,7 +250,9 @@ def knative_status(
     ingress = (
         _condition("IngressReady", "True")
         if latest_ready
-        else _condition("IngressReady", "False", "PredictorIngressNotCreated", "Ingress has not been created yet")
+        else _condition(
+            "IngressReady", "False", "PredictorIngressNotCreated", "Ingress has not been created yet"
+        )
     )
     conditions = [
         config,
@@ -250,7 +268,10 @@ def knative_status(
         model = _model_status(previous.get("modelStatus") or {}, "Pending", None, False)
     elif latest_created.state == "Failed":
         model = _model_status(
-            previous.get("modelStatus") or {}, "FailedToLoad", _failure(latest_created.message, latest_created.name), bool(latest_ready)
+            previous.get("modelStatus") or {},
+            "FailedToLoad",
+            _failure(latest_created.message, latest_created.name),
+            bool(latest_ready),
         )
     elif latest_created.state == "Loading":
         model = _model_status(previous.get("modelStatus") or {}, "Loading", None, bool(latest_ready))
@@ -291,18 +312,25 @@ def standard_status(
         predictor_ready = _condition("PredictorReady", "False", "ModelLoadFailed", pending.message)
     else:
         predictor_ready = _condition(
-            "PredictorReady", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability."
+            "PredictorReady",
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
         )
     ingress = (
         _condition("IngressReady", "True")
         if serving
-        else _condition("IngressReady", "False", "PredictorIngressNotCreated", "Ingress has not been created yet")
+        else _condition(
+            "IngressReady", "False", "PredictorIngressNotCreated", "Ingress has not been created yet"
+        )
     )
     conditions = [predictor_ready, ingress, _aggregate("Ready", [predictor_ready, ingress])]
     if pending is None:
         model = _model_status(previous.get("modelStatus") or {}, "Loaded", None, serving)
     elif pending.state == "Failed":
-        model = _model_status(previous.get("modelStatus") or {}, "FailedToLoad", _failure(pending.message), serving)
+        model = _model_status(
+            previous.get("modelStatus") or {}, "FailedToLoad", _failure(pending.message), serving
+        )
     else:
         model = _model_status(previous.get("modelStatus") or {}, "Loading", None, serving)
     status: dict[str, Any] = {

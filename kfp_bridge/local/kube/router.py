@@ -17,7 +17,16 @@ from fastapi.responses import JSONResponse
 from kfp_bridge.local.kube.controller import Controller, NoRoute
 
 REVISION_HEADER = "x-kfp-bridge-revision"
-_HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "keep-alive", "authorization", "date", "server"}
+_HOP_HEADERS = {
+    "host",
+    "content-length",
+    "connection",
+    "transfer-encoding",
+    "keep-alive",
+    "authorization",
+    "date",
+    "server",
+}
 
 
 def build_router(controller: Controller, client: httpx.AsyncClient) -> APIRouter:
@@ -45,7 +54,9 @@ def build_router(controller: Controller, client: httpx.AsyncClient) -> APIRouter
                 status_code=502,
                 headers={REVISION_HEADER: record.name},
             )
-        passed = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS | {"content-encoding"}}
+        passed = {
+            k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS | {"content-encoding"}
+        }
         passed[REVISION_HEADER] = record.name
         return Response(upstream.content, status_code=upstream.status_code, headers=passed)
 

@@ -68,7 +68,13 @@ class AuthAndCount:
             return
         path: str = scope["path"]
         query = scope.get("query_string", b"").decode().lower()
-        kind = "watch" if "watch=true" in query or "watch=1" in query else "serving" if path.startswith("/serving/") else "api"
+        kind = (
+            "watch"
+            if "watch=true" in query or "watch=1" in query
+            else "serving"
+            if path.startswith("/serving/")
+            else "api"
+        )
         self.counts[f"{scope['method']} {kind}"] += 1
         if self.token_file and not path.startswith(UNAUTHENTICATED_PREFIXES):
             expected = _read_token(self.token_file)
@@ -86,7 +92,9 @@ class AuthAndCount:
         await self.app(scope, receive, send)
 
 
-def create_app(state_dir: Path, base_url: str, *, token_file: str | None = None, admin_enabled: bool = False) -> FastAPI:
+def create_app(
+    state_dir: Path, base_url: str, *, token_file: str | None = None, admin_enabled: bool = False
+) -> FastAPI:
     """Build the app; the controller and model servers live in its lifespan."""
     state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(state_dir / "kube.sqlite")
@@ -107,7 +115,13 @@ def create_app(state_dir: Path, base_url: str, *, token_file: str | None = None,
             await app.state.http.aclose()
             store.close()
 
-    app = FastAPI(title="kfp-bridge local Kubernetes API (KServe)", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="kfp-bridge local Kubernetes API (KServe)",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
     app.state.store = store
     app.state.controller = controller
     app.state.http = httpx.AsyncClient(timeout=httpx.Timeout(60.0), limits=httpx.Limits(max_connections=200))
@@ -129,12 +143,16 @@ def create_app(state_dir: Path, base_url: str, *, token_file: str | None = None,
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request, exc: StarletteHTTPException) -> JSONResponse:
         reason = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
-        message = "the server could not find the requested resource" if exc.status_code == 404 else str(exc.detail)
+        message = (
+            "the server could not find the requested resource" if exc.status_code == 404 else str(exc.detail)
+        )
         return JSONResponse(errors.status_body(exc.status_code, reason, message), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(errors.status_body(400, "BadRequest", json.dumps(exc.errors(), default=str)), status_code=400)
+        return JSONResponse(
+            errors.status_body(400, "BadRequest", json.dumps(exc.errors(), default=str)), status_code=400
+        )
 
     app.state.counts = counts
     return AuthAndCount(app, token_file, counts)  # type: ignore[return-value]
@@ -149,7 +167,12 @@ class _Server(uvicorn.Server):
 
 
 def serve(
-    *, host: str = "127.0.0.1", port: int, state_dir: str | Path, token_file: str | None = None, admin: bool = False
+    *,
+    host: str = "127.0.0.1",
+    port: int,
+    state_dir: str | Path,
+    token_file: str | None = None,
+    admin: bool = False,
 ) -> None:
     """Run until SIGTERM/SIGINT; write ``state_dir/kubeconfig`` once listening."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -157,7 +180,9 @@ def serve(
     state = Path(state_dir).resolve()
     state.mkdir(parents=True, exist_ok=True)
     if token_file and _read_token(token_file) is None:
-        raise SystemExit(f"--token-file {token_file} is missing or empty; write the bearer token into it first")
+        raise SystemExit(
+            f"--token-file {token_file} is missing or empty; write the bearer token into it first"
+        )
     # Bind first so port 0 works and the kubeconfig names the real port.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

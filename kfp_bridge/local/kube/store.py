@@ -40,7 +40,9 @@ def validate_spec(name: str | None, obj: dict[str, Any]) -> None:
     """The few CRD schema rules a client can trip over; the real webhook checks far more."""
     spec = obj.get("spec")
     if not isinstance(spec, dict) or not isinstance(spec.get("predictor"), dict):
-        raise errors.invalid(name, "spec.predictor", "Required value: an InferenceService needs spec.predictor", None)
+        raise errors.invalid(
+            name, "spec.predictor", "Required value: an InferenceService needs spec.predictor", None
+        )
     for component in ("predictor", "transformer", "explainer"):
         part = spec.get(component)
         if isinstance(part, dict) and "canaryTrafficPercent" in part:
@@ -64,13 +66,18 @@ class Store:
     def __init__(self, db_path: Path, history: int = 1000):
         self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS objects (ns TEXT, name TEXT, body TEXT, PRIMARY KEY (ns, name))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS objects (ns TEXT, name TEXT, body TEXT, PRIMARY KEY (ns, name))"
+        )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
-        self._db.execute("CREATE TABLE IF NOT EXISTS state (kind TEXT, key TEXT, body TEXT, PRIMARY KEY (kind, key))")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS state (kind TEXT, key TEXT, body TEXT, PRIMARY KEY (kind, key))"
+        )
         row = self._db.execute("SELECT value FROM meta WHERE key='rv'").fetchone()
         self.rv = int(row[0]) if row else 0
         self.objects: dict[tuple[str, str], dict[str, Any]] = {
-            (ns, name): json.loads(body) for ns, name, body in self._db.execute("SELECT ns, name, body FROM objects")
+            (ns, name): json.loads(body)
+            for ns, name, body in self._db.execute("SELECT ns, name, body FROM objects")
         }
         # History starts empty after a restart, as an apiserver's watch cache does.
         self.compacted_rv = self.rv
@@ -89,7 +96,9 @@ class Store:
         obj = self.objects.get((ns, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, ns: str | None, predicate: Callable[[dict[str, Any]], bool] = lambda o: True) -> list[dict[str, Any]]:
+    def list(
+        self, ns: str | None, predicate: Callable[[dict[str, Any]], bool] = lambda o: True
+    ) -> list[dict[str, Any]]:
         keys = sorted(k for k in self.objects if ns is None or k[0] == ns)
         return [copy.deepcopy(self.objects[k]) for k in keys if predicate(self.objects[k])]
 
@@ -114,7 +123,9 @@ class Store:
             meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
         name = meta.get("name")
         if not name:
-            raise errors.invalid(None, "metadata.name", "Required value: name or generateName is required", name)
+            raise errors.invalid(
+                None, "metadata.name", "Required value: name or generateName is required", name
+            )
         if meta.get("namespace") not in (None, "", ns):
             raise errors.bad_request(
                 f"the namespace of the provided object ({meta['namespace']}) does not match the namespace "
@@ -127,7 +138,11 @@ class Store:
         obj.pop("status", None)  # the status subresource: clients cannot create a status
         obj["apiVersion"], obj["kind"] = API_VERSION, KIND
         obj["metadata"] = {
-            **{k: v for k, v in meta.items() if k not in ("resourceVersion", "generation", "uid", "creationTimestamp")},
+            **{
+                k: v
+                for k, v in meta.items()
+                if k not in ("resourceVersion", "generation", "uid", "creationTimestamp")
+            },
             "name": name,
             "namespace": ns,
             "uid": str(uuid.uuid4()),

@@ -41,11 +41,15 @@ def api(kube_stand_in):
 
 def _settled(kube_stand_in, name, ns):
     """Wait until the controller has written its (failed) status, so it stops writing."""
-    return kube_stand_in.wait_condition(name, "PredictorReady", "False", namespace=ns, generation=1, timeout=30)
+    return kube_stand_in.wait_condition(
+        name, "PredictorReady", "False", namespace=ns, generation=1, timeout=30
+    )
 
 
 def test_crud_round_trip_with_resource_version_and_generation(kube_stand_in, api, ns):
-    created = api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, _body("a", labels={"team": "x"}))
+    created = api.create_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, _body("a", labels={"team": "x"})
+    )
     meta = created["metadata"]
     assert meta["generation"] == 1 and meta["namespace"] == ns and meta["uid"]
     assert "status" not in created
@@ -53,14 +57,21 @@ def test_crud_round_trip_with_resource_version_and_generation(kube_stand_in, api
     rv0 = int(settled["metadata"]["resourceVersion"])
 
     # A metadata-only change bumps resourceVersion but not generation.
-    labelled = api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "a", {"metadata": {"labels": {"env": "dev"}}})
+    labelled = api.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "a", {"metadata": {"labels": {"env": "dev"}}}
+    )
     assert labelled["metadata"]["labels"] == {"team": "x", "env": "dev"}
     assert int(labelled["metadata"]["resourceVersion"]) > rv0
     assert labelled["metadata"]["generation"] == 1
 
     # A spec change bumps generation; null deletes a key (RFC 7386).
     patched = api.patch_namespaced_custom_object(
-        GROUP, VERSION, ns, PLURAL, "a", {"spec": {"predictor": {"canaryTrafficPercent": 10}}, "metadata": {"labels": {"env": None}}}
+        GROUP,
+        VERSION,
+        ns,
+        PLURAL,
+        "a",
+        {"spec": {"predictor": {"canaryTrafficPercent": 10}}, "metadata": {"labels": {"env": None}}},
     )
     assert patched["metadata"]["generation"] == 2
     assert patched["metadata"]["labels"] == {"team": "x"}
@@ -74,11 +85,15 @@ def test_crud_round_trip_with_resource_version_and_generation(kube_stand_in, api
     assert int(replaced["metadata"]["resourceVersion"]) > int(current["metadata"]["resourceVersion"])
 
     listed = api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
-    assert listed["kind"] == "InferenceServiceList" and [o["metadata"]["name"] for o in listed["items"]] == ["a"]
+    assert listed["kind"] == "InferenceServiceList" and [o["metadata"]["name"] for o in listed["items"]] == [
+        "a"
+    ]
     assert int(listed["metadata"]["resourceVersion"]) >= int(replaced["metadata"]["resourceVersion"])
     cluster = api.list_cluster_custom_object(GROUP, VERSION, PLURAL, label_selector="team=x")
     assert any(o["metadata"]["namespace"] == ns for o in cluster["items"])
-    assert api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, label_selector="team=y")["items"] == []
+    assert (
+        api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, label_selector="team=y")["items"] == []
+    )
 
     deleted = api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "a")
     assert deleted["status"] == "Success"
@@ -100,12 +115,19 @@ def test_json_patch_via_header_override(kube_stand_in, ns):
     assert patched["spec"]["predictor"]["canaryTrafficPercent"] == 30
     with pytest.raises(ApiException) as failed_test:
         api.patch_namespaced_custom_object(
-            GROUP, VERSION, ns, PLURAL, "jp", [{"op": "test", "path": "/spec/predictor/canaryTrafficPercent", "value": 1}]
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            "jp",
+            [{"op": "test", "path": "/spec/predictor/canaryTrafficPercent", "value": 1}],
         )
     assert failed_test.value.status == 422
     # A dict body with that header override becomes strategic merge patch: custom resources say 415.
     with pytest.raises(ApiException) as strategic:
-        api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "jp", {"metadata": {"labels": {"a": "b"}}})
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, "jp", {"metadata": {"labels": {"a": "b"}}}
+        )
     assert strategic.value.status == 415
     assert "UnsupportedMediaType" in strategic.value.body
 
@@ -118,7 +140,9 @@ def test_error_paths(kube_stand_in, api, ns):
 
     # kubernetes 30.1 sends a JSON-patch list as merge-patch: the server must refuse it.
     with pytest.raises(ApiException) as as_merge:
-        api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "e", [{"op": "remove", "path": "/spec"}])
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, "e", [{"op": "remove", "path": "/spec"}]
+        )
     assert as_merge.value.status in (400, 422)
     assert api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "e")["spec"]["predictor"]
 
@@ -134,7 +158,9 @@ def test_error_paths(kube_stand_in, api, ns):
     assert conflict.value.status == 409 and '"Conflict"' in conflict.value.body.replace(" ", "")
 
     with pytest.raises(ApiException) as stale_patch:
-        api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "e", {"metadata": {"resourceVersion": "1"}})
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, ns, PLURAL, "e", {"metadata": {"resourceVersion": "1"}}
+        )
     assert stale_patch.value.status == 409
 
     wrong_kind = {**_body("k"), "kind": "Deployment"}
@@ -160,19 +186,30 @@ def test_status_subresource_rules(kube_stand_in, api, ns):
     api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, _body("s"))
     settled = _settled(kube_stand_in, "s", ns)
     assert condition(settled, "Ready") == "False"
-    assert settled["status"]["modelStatus"]["transitionStatus"] == "InvalidSpec" or settled["status"]["modelStatus"][
-        "lastFailureInfo"
-    ]
+    assert (
+        settled["status"]["modelStatus"]["transitionStatus"] == "InvalidSpec"
+        or settled["status"]["modelStatus"]["lastFailureInfo"]
+    )
 
     # A main-resource write carrying status leaves status alone.
     main = api.patch_namespaced_custom_object(
-        GROUP, VERSION, ns, PLURAL, "s", {"metadata": {"labels": {"x": "1"}}, "status": {"url": "http://evil"}}
+        GROUP,
+        VERSION,
+        ns,
+        PLURAL,
+        "s",
+        {"metadata": {"labels": {"x": "1"}}, "status": {"url": "http://evil"}},
     )
     assert main["status"] == settled["status"]
 
     # A status write carrying spec leaves spec alone and does not bump generation.
     status_write = api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, ns, PLURAL, "s", {"spec": {"predictor": {"canaryTrafficPercent": 5}}, "status": {"url": "http://set-by-test"}}
+        GROUP,
+        VERSION,
+        ns,
+        PLURAL,
+        "s",
+        {"spec": {"predictor": {"canaryTrafficPercent": 5}}, "status": {"url": "http://set-by-test"}},
     )
     assert status_write["status"]["url"] == "http://set-by-test"
     assert "canaryTrafficPercent" not in status_write["spec"]["predictor"]
@@ -187,18 +224,33 @@ def test_watch_initial_events_resume_and_selectors(kube_stand_in, api, ns):
     _settled(kube_stand_in, "w1", ns)
     _settled(kube_stand_in, "w2", ns)
 
-    initial = list(watch.Watch().stream(api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, timeout_seconds=1))
-    assert sorted((e["type"], e["object"]["metadata"]["name"]) for e in initial) == [("ADDED", "w1"), ("ADDED", "w2")]
+    initial = list(
+        watch.Watch().stream(api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, timeout_seconds=1)
+    )
+    assert sorted((e["type"], e["object"]["metadata"]["name"]) for e in initial) == [
+        ("ADDED", "w1"),
+        ("ADDED", "w2"),
+    ]
     assert all(e["type"] != "BOOKMARK" for e in initial)
     rv = api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["metadata"]["resourceVersion"]
 
-    api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "w1", {"metadata": {"annotations": {"n": "1"}}})
-    api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "w2", {"metadata": {"annotations": {"n": "2"}}})
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "w1", {"metadata": {"annotations": {"n": "1"}}}
+    )
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "w2", {"metadata": {"annotations": {"n": "2"}}}
+    )
     api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "w2")
 
     resumed = list(
         watch.Watch().stream(
-            api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, resource_version=rv, timeout_seconds=1
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            resource_version=rv,
+            timeout_seconds=1,
         )
     )
     kinds = [(e["type"], e["object"]["metadata"]["name"]) for e in resumed]
@@ -207,14 +259,24 @@ def test_watch_initial_events_resume_and_selectors(kube_stand_in, api, ns):
 
     by_label = list(
         watch.Watch().stream(
-            api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, resource_version=rv,
-            label_selector="app=two", timeout_seconds=1,
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            resource_version=rv,
+            label_selector="app=two",
+            timeout_seconds=1,
         )
     )
     assert {e["object"]["metadata"]["name"] for e in by_label} == {"w2"}
     by_field = list(
         watch.Watch().stream(
-            api.list_cluster_custom_object, GROUP, VERSION, PLURAL, field_selector=f"metadata.name=w1,metadata.namespace={ns}",
+            api.list_cluster_custom_object,
+            GROUP,
+            VERSION,
+            PLURAL,
+            field_selector=f"metadata.name=w1,metadata.namespace={ns}",
             timeout_seconds=1,
         )
     )
@@ -229,8 +291,13 @@ def test_watch_live_delivery_and_bookmarks(kube_stand_in, api, ns):
 
     def consume() -> None:
         stream = watch.Watch().stream(
-            kube_stand_in.api().list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL,
-            allow_watch_bookmarks=True, timeout_seconds=4,
+            kube_stand_in.api().list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            allow_watch_bookmarks=True,
+            timeout_seconds=4,
         )
         for event in stream:
             seen.append((event["type"], event["object"]["metadata"].get("name", "")))
@@ -241,14 +308,24 @@ def test_watch_live_delivery_and_bookmarks(kube_stand_in, api, ns):
     worker = threading.Thread(target=consume)
     worker.start()
     assert ready.wait(10)  # the initial ADDED arrived, so the watch is open
-    api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "live", {"metadata": {"labels": {"v": "2"}}})
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "live", {"metadata": {"labels": {"v": "2"}}}
+    )
     worker.join(10)
-    assert not worker.is_alive(), "a live change should arrive before the 4 s watch timeout (chunked streaming)"
+    assert not worker.is_alive(), (
+        "a live change should arrive before the 4 s watch timeout (chunked streaming)"
+    )
     assert seen[0] == ("ADDED", "live") and seen[-1] == ("MODIFIED", "live")
 
     bookmarks = list(
         watch.Watch().stream(
-            api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, allow_watch_bookmarks=True, timeout_seconds=2
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            allow_watch_bookmarks=True,
+            timeout_seconds=2,
         )
     )
     bookmark = next(e for e in bookmarks if e["type"] == "BOOKMARK")
@@ -257,15 +334,33 @@ def test_watch_live_delivery_and_bookmarks(kube_stand_in, api, ns):
 
 def test_watch_410_when_history_is_compacted(kube_stand_in, api, ns):
     api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, _body("old"))
-    old_rv = api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "old")["metadata"]["resourceVersion"]
-    api.patch_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "old", {"metadata": {"labels": {"a": "b"}}})
+    old_rv = api.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "old")["metadata"][
+        "resourceVersion"
+    ]
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "old", {"metadata": {"labels": {"a": "b"}}}
+    )
     kube_stand_in.admin("POST", "compact")
     with pytest.raises(ApiException) as with_timeout:
-        list(watch.Watch().stream(api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, resource_version=old_rv, timeout_seconds=2))
+        list(
+            watch.Watch().stream(
+                api.list_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                ns,
+                PLURAL,
+                resource_version=old_rv,
+                timeout_seconds=2,
+            )
+        )
     assert with_timeout.value.status == 410
     # Without timeout_seconds the client reconnects once with the same RV, then gives up.
     with pytest.raises(ApiException) as retried:
-        list(watch.Watch().stream(api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, resource_version=old_rv))
+        list(
+            watch.Watch().stream(
+                api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, resource_version=old_rv
+            )
+        )
     assert retried.value.status == 410 and "too old resource version" in retried.value.reason
 
 
@@ -273,7 +368,9 @@ def test_drop_watches_ends_open_streams(kube_stand_in, api, ns):
     done = threading.Event()
 
     def consume() -> None:
-        for _ in watch.Watch().stream(kube_stand_in.api().list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, timeout_seconds=30):
+        for _ in watch.Watch().stream(
+            kube_stand_in.api().list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, timeout_seconds=30
+        ):
             pass
         done.set()
 
@@ -295,7 +392,9 @@ def test_raw_protocol_details(kube_stand_in, ns):
     with kube_stand_in.http() as http:
         # Booleans are case-insensitive and the watch is chunked.
         with http.stream(
-            "GET", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}", params={"watch": "TRUE", "timeoutSeconds": "1"}
+            "GET",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}",
+            params={"watch": "TRUE", "timeoutSeconds": "1"},
         ) as resp:
             assert resp.status_code == 200
             assert resp.headers.get("transfer-encoding") == "chunked"
@@ -333,6 +432,11 @@ def test_token_file_is_reread_per_request(tmp_path):
         config = client.Configuration()
         config.host = private.url
         config.api_key = {"authorization": "Bearer second"}
-        assert client.CustomObjectsApi(client.ApiClient(config)).list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"] == []
+        assert (
+            client.CustomObjectsApi(client.ApiClient(config)).list_cluster_custom_object(
+                GROUP, VERSION, PLURAL
+            )["items"]
+            == []
+        )
         with httpx.Client(base_url=private.url) as http:
             assert http.get("/_admin/stats", headers={"authorization": "Bearer second"}).status_code == 404

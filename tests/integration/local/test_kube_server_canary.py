@@ -38,7 +38,8 @@ def _served_by(url: str, name: str, n: int) -> Counter:
 
 def _traffic(obj) -> list[tuple]:
     return sorted(
-        (t["revisionName"], t["latestRevision"], t["percent"], t.get("tag")) for t in predictor_status(obj).get("traffic", [])
+        (t["revisionName"], t["latestRevision"], t["percent"], t.get("tag"))
+        for t in predictor_status(obj).get("traffic", [])
     )
 
 
@@ -53,17 +54,35 @@ def test_canary_walk_through(kube_stand_in, iris_models):
     obj = kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180)
     pred = predictor_status(obj)
     assert _traffic(obj) == [(r1, True, 100, None)]
-    assert (pred["latestReadyRevision"], pred["latestRolledoutRevision"], pred["previousRolledoutRevision"]) == (r1, r1, "")
+    assert (
+        pred["latestReadyRevision"],
+        pred["latestRolledoutRevision"],
+        pred["previousRolledoutRevision"],
+    ) == (r1, r1, "")
     assert obj["status"]["url"] == url and obj["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
     assert {c["type"] for c in obj["status"]["conditions"]} == {
-        "IngressReady", "LatestDeploymentReady", "PredictorConfigurationReady", "PredictorReady",
-        "PredictorRouteReady", "Ready", "RoutesReady",
+        "IngressReady",
+        "LatestDeploymentReady",
+        "PredictorConfigurationReady",
+        "PredictorReady",
+        "PredictorRouteReady",
+        "Ready",
+        "RoutesReady",
     }
     assert _served_by(url, name, 10) == Counter({r1: 10})
 
     # Step 2: new model with a 20% canary, visible in status once r2 is ready.
-    kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"canaryTrafficPercent": 20, "model": {"storageUri": f"file://{iris_models.v2}"}}}})
-    obj = kube_stand_in.wait_for(name, lambda o: predictor_status(o).get("latestReadyRevision") == r2, timeout=180, what="r2 ready")
+    kube_stand_in.patch_isvc(
+        name,
+        {
+            "spec": {
+                "predictor": {"canaryTrafficPercent": 20, "model": {"storageUri": f"file://{iris_models.v2}"}}
+            }
+        },
+    )
+    obj = kube_stand_in.wait_for(
+        name, lambda o: predictor_status(o).get("latestReadyRevision") == r2, timeout=180, what="r2 ready"
+    )
     assert condition(obj, "Ready") == "True" and obj["status"]["observedGeneration"] == 2
     assert _traffic(obj) == [(r1, False, 80, "prev"), (r2, True, 20, "latest")]
     assert predictor_status(obj)["latestRolledoutRevision"] == r1
@@ -80,7 +99,9 @@ def test_canary_walk_through(kube_stand_in, iris_models):
 
     # Step 3b: pin the previous revision with canaryTrafficPercent 0.
     kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
-    obj = kube_stand_in.wait_for(name, lambda o: _traffic(o) == [(r1, False, 100, "prev"), (r2, True, 0, "latest")], what="3b traffic")
+    obj = kube_stand_in.wait_for(
+        name, lambda o: _traffic(o) == [(r1, False, 100, "prev"), (r2, True, 0, "latest")], what="3b traffic"
+    )
     assert predictor_status(obj)["latestRolledoutRevision"] == r1
     assert _served_by(url, name, 20) == Counter({r1: 20})
 
@@ -93,7 +114,9 @@ def test_canary_walk_through(kube_stand_in, iris_models):
 
     # Step 3b': 0 after promoting: the rollback rule resets latestRolledout, then prev points at r1.
     kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"canaryTrafficPercent": 0}}})
-    obj = kube_stand_in.wait_for(name, lambda o: _traffic(o) == [(r1, False, 100, "prev"), (r2, True, 0, "latest")], what="3b' traffic")
+    obj = kube_stand_in.wait_for(
+        name, lambda o: _traffic(o) == [(r1, False, 100, "prev"), (r2, True, 0, "latest")], what="3b' traffic"
+    )
     assert predictor_status(obj)["latestRolledoutRevision"] == r1
     assert _served_by(url, name, 20) == Counter({r1: 20})
 
@@ -114,7 +137,15 @@ def test_canary_walk_through(kube_stand_in, iris_models):
     worker.start()
     try:
         kube_stand_in.patch_isvc(
-            name, {"spec": {"predictor": {"canaryTrafficPercent": None, "model": {"storageUri": f"file://{iris_models.broken}"}}}}
+            name,
+            {
+                "spec": {
+                    "predictor": {
+                        "canaryTrafficPercent": None,
+                        "model": {"storageUri": f"file://{iris_models.broken}"},
+                    }
+                }
+            },
         )
         obj = kube_stand_in.wait_condition(name, "PredictorReady", "False", generation=6, timeout=180)
     finally:
@@ -128,7 +159,9 @@ def test_canary_walk_through(kube_stand_in, iris_models):
     assert status["modelStatus"]["lastFailureInfo"]["reason"] == "ModelLoadFailed"
     assert "failed to load model" in status["modelStatus"]["lastFailureInfo"]["message"]
     predictor_ready = next(c for c in status["conditions"] if c["type"] == "PredictorReady")
-    assert predictor_ready["reason"] == "RevisionFailed" and "failed to load model" in predictor_ready["message"]
+    assert (
+        predictor_ready["reason"] == "RevisionFailed" and "failed to load model" in predictor_ready["message"]
+    )
     assert condition(obj, "Ready") == "False"
     assert failures == []
     assert sum(served.values()) > 0 and set(served) <= {r1, r2}
@@ -138,19 +171,34 @@ def test_canary_walk_through(kube_stand_in, iris_models):
 def test_standard_mode_ignores_canary(kube_stand_in, iris_models):
     name = "std"
     url = kube_stand_in.serving_url(name)
-    kube_stand_in.create_isvc(name, iris_models.v1, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"})
+    kube_stand_in.create_isvc(
+        name, iris_models.v1, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}
+    )
     obj = kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180)
     status = obj["status"]
     assert {c["type"] for c in status["conditions"]} == {"PredictorReady", "IngressReady", "Ready"}
     assert status["deploymentMode"] == "Standard"
-    assert "traffic" not in status["components"]["predictor"] and "latestCreatedRevision" not in status["components"]["predictor"]
+    assert (
+        "traffic" not in status["components"]["predictor"]
+        and "latestCreatedRevision" not in status["components"]["predictor"]
+    )
     first = _served_by(url, name, 5)
     assert len(first) == 1
 
-    kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"canaryTrafficPercent": 20, "model": {"storageUri": f"file://{iris_models.v2}"}}}})
+    kube_stand_in.patch_isvc(
+        name,
+        {
+            "spec": {
+                "predictor": {"canaryTrafficPercent": 20, "model": {"storageUri": f"file://{iris_models.v2}"}}
+            }
+        },
+    )
     obj = kube_stand_in.wait_for(
         name,
-        lambda o: o["status"].get("observedGeneration") == 2 and o["status"]["modelStatus"]["transitionStatus"] == "UpToDate",
+        lambda o: (
+            o["status"].get("observedGeneration") == 2
+            and o["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
+        ),
         timeout=180,
         what="replacement deployment serving",
     )

@@ -89,12 +89,22 @@ def test_kserve_client_create_wait_patch_replace_delete(kube_stand_in, iris_mode
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     proc = subprocess.run(
-        [kserve_python(), str(script), str(kube_stand_in.kubeconfig), f"file://{iris_models.v1}", f"file://{iris_models.v2}"],
-        capture_output=True, text=True, timeout=480, env=env, cwd=tmp_path,
+        [
+            kserve_python(),
+            str(script),
+            str(kube_stand_in.kubeconfig),
+            f"file://{iris_models.v1}",
+            f"file://{iris_models.v2}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=480,
+        env=env,
+        cwd=tmp_path,
     )
     result_lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and result_lines, proc.stdout[-3000:] + proc.stderr[-3000:]
-    out = json.loads(result_lines[-1][len("RESULT "):])
+    out = json.loads(result_lines[-1][len("RESULT ") :])
     assert out["created_generation"] == 1 and out["ready_after_watch"] is True
     assert out["rev1"] == "kc-predictor-00001"
     assert out["patched_generation"] == 2 and out["ready_gen2"] is True

@@ -11,7 +11,16 @@ from tests.fixtures.kube_stand_in import start_kube_stand_in
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
-V2_BODY = {"inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]}]}
+V2_BODY = {
+    "inputs": [
+        {
+            "name": "input-0",
+            "shape": [2, 4],
+            "datatype": "FP32",
+            "data": [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]],
+        }
+    ]
+}
 
 
 def _alive(pid: int) -> bool:
@@ -47,11 +56,18 @@ def test_restart_keeps_objects_and_restarts_model_servers(tmp_path, iris_models)
         assert after["status"]["components"]["predictor"]["latestReadyRevision"] == "persist-predictor-00001"
         # The router holds the request until the revision's model server is back (Knative's activator).
         with httpx.Client(timeout=240) as http:
-            resp = http.post(f"{second.serving_url('persist')}/v1/models/persist:predict", json={"instances": [[6.8, 2.8, 4.8, 1.4]]})
+            resp = http.post(
+                f"{second.serving_url('persist')}/v1/models/persist:predict",
+                json={"instances": [[6.8, 2.8, 4.8, 1.4]]},
+            )
         assert resp.status_code == 200 and resp.json() == {"predictions": [1]}
         assert resp.headers["x-kfp-bridge-revision"] == "persist-predictor-00001"
         labelled = second.patch_isvc("persist", {"metadata": {"labels": {"restarted": "yes"}}})
         assert int(labelled["metadata"]["resourceVersion"]) > int(after["metadata"]["resourceVersion"])
-        new_pids = [r["pid"] for r in second.admin("GET", "stats")["inferenceServices"][0]["revisions"] if r["running"]]
+        new_pids = [
+            r["pid"]
+            for r in second.admin("GET", "stats")["inferenceServices"][0]["revisions"]
+            if r["running"]
+        ]
         assert new_pids and new_pids != pids
     assert not any(_alive(pid) for pid in new_pids)

@@ -41,13 +41,20 @@ def test_merge_patch_does_not_modify_its_input():
 def test_apply_merge_patch_removes_canary_with_null():
     obj = {"spec": {"predictor": {"canaryTrafficPercent": 10, "model": {"storageUri": "a"}}}}
     body = json.dumps({"spec": {"predictor": {"canaryTrafficPercent": None}}}).encode()
-    assert apply_patch(obj, body, MERGE_PATCH + "; charset=utf-8") == {"spec": {"predictor": {"model": {"storageUri": "a"}}}}
+    assert apply_patch(obj, body, MERGE_PATCH + "; charset=utf-8") == {
+        "spec": {"predictor": {"model": {"storageUri": "a"}}}
+    }
 
 
 def test_json_patch_ops_and_failed_test_is_422():
     obj = {"spec": {"predictor": {}}}
-    ops = [{"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": 5}, {"op": "copy", "from": "/spec", "path": "/x"}]
-    assert apply_patch(obj, json.dumps(ops).encode(), JSON_PATCH)["x"] == {"predictor": {"canaryTrafficPercent": 5}}
+    ops = [
+        {"op": "add", "path": "/spec/predictor/canaryTrafficPercent", "value": 5},
+        {"op": "copy", "from": "/spec", "path": "/x"},
+    ]
+    assert apply_patch(obj, json.dumps(ops).encode(), JSON_PATCH)["x"] == {
+        "predictor": {"canaryTrafficPercent": 5}
+    }
     with pytest.raises(KubeApiError) as err:
         apply_patch(obj, json.dumps([{"op": "test", "path": "/spec", "value": 1}]).encode(), JSON_PATCH)
     assert err.value.code == 422

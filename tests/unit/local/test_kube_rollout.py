@@ -22,7 +22,9 @@ def reconcile(status, revisions, canary, *, generation=1, tag=False):
     """Reconcile until the status stops changing, as the controller does on its own status events."""
     history = []
     for _ in range(10):
-        new = knative_status(status, generation=generation, revisions=revisions, canary=canary, tag=tag, urls=URLS, now="t")
+        new = knative_status(
+            status, generation=generation, revisions=revisions, canary=canary, tag=tag, urls=URLS, now="t"
+        )
         if new == status:
             return status, history
         history.append(new)
@@ -122,12 +124,18 @@ def test_failed_load_keeps_previous_serving(step1):
     status, _ = reconcile(step1, [Revision(R1, "Ready"), Revision(R2, "Failed", "boom")], None, generation=2)
     assert traffic(status) == [(R1, True, 100, None)]
     assert cond(status, "PredictorReady")["status"] == "False"
-    assert cond(status, "PredictorReady")["reason"] == "RevisionFailed" and "boom" in cond(status, "PredictorReady")["message"]
+    assert (
+        cond(status, "PredictorReady")["reason"] == "RevisionFailed"
+        and "boom" in cond(status, "PredictorReady")["message"]
+    )
     assert cond(status, "RoutesReady")["status"] == "True"
     assert cond(status, "LatestDeploymentReady")["reason"] == "PredictorConfigurationReady not ready"
     model = status["modelStatus"]
     assert model["transitionStatus"] == "BlockedByFailedLoad"
-    assert model["lastFailureInfo"]["reason"] == "ModelLoadFailed" and model["lastFailureInfo"]["message"] == "boom"
+    assert (
+        model["lastFailureInfo"]["reason"] == "ModelLoadFailed"
+        and model["lastFailureInfo"]["message"] == "boom"
+    )
     assert model["states"]["activeModelState"] == "Loaded"
     assert status["components"]["predictor"]["latestCreatedRevision"] == R2
 
@@ -152,7 +160,9 @@ def test_standard_status_has_no_revisions_or_traffic():
     assert {c["type"] for c in status["conditions"]} == {"PredictorReady", "IngressReady", "Ready"}
     assert status["components"]["predictor"] == {"url": URLS.base}
     assert status["deploymentMode"] == "Standard"
-    failed = standard_status(status, generation=3, serving=True, pending=Revision("d", "Failed", "bad"), urls=URLS, now="t2")
+    failed = standard_status(
+        status, generation=3, serving=True, pending=Revision("d", "Failed", "bad"), urls=URLS, now="t2"
+    )
     assert cond(failed, "Ready")["status"] == "True"  # the old Deployment stays Available
     assert failed["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
     assert cond(failed, "Ready")["lastTransitionTime"] == "t"  # unchanged conditions keep their time
@@ -160,7 +170,13 @@ def test_standard_status_has_no_revisions_or_traffic():
 
 @pytest.mark.parametrize(
     ("annotation", "mode"),
-    [(None, "Knative"), ("Serverless", "Knative"), ("RawDeployment", "Standard"), ("Standard", "Standard"), ("knative", "Knative")],
+    [
+        (None, "Knative"),
+        ("Serverless", "Knative"),
+        ("RawDeployment", "Standard"),
+        ("Standard", "Standard"),
+        ("knative", "Knative"),
+    ],
 )
 def test_deployment_mode_normalises_legacy_names(annotation, mode):
     annotations = {"serving.kserve.io/deploymentMode": annotation} if annotation else {}

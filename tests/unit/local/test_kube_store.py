@@ -41,8 +41,14 @@ def test_generation_only_moves_with_spec_and_status_writes_ignore_spec(store):
     assert meta_only["metadata"]["generation"] == 1 and meta_only["metadata"]["resourceVersion"] == "2"
     with_status = store.update("ns", "m", {**meta_only, "status": {"url": "x"}})
     assert "status" not in with_status and with_status["metadata"]["resourceVersion"] == "2"  # a no-op write
-    status = store.update("ns", "m", {**meta_only, "spec": {"predictor": {}}, "status": {"url": "x"}}, subresource="status")
-    assert status["status"] == {"url": "x"} and status["spec"] == obj["spec"] and status["metadata"]["generation"] == 1
+    status = store.update(
+        "ns", "m", {**meta_only, "spec": {"predictor": {}}, "status": {"url": "x"}}, subresource="status"
+    )
+    assert (
+        status["status"] == {"url": "x"}
+        and status["spec"] == obj["spec"]
+        and status["metadata"]["generation"] == 1
+    )
     spec = store.update("ns", "m", {**status, "spec": {"predictor": {"canaryTrafficPercent": 5}}})
     assert spec["metadata"]["generation"] == 2 and spec["status"] == {"url": "x"}
     assert int(spec["metadata"]["resourceVersion"]) == 4
