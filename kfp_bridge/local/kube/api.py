@@ -117,7 +117,8 @@ def _watch(store: Store, ns: str | None, request: Request) -> WatchResponse:
         initial = [("ADDED", o) for o in store.list(ns, matches)]
     else:
         try:
-            initial = [(e.type, e.object) for e in store.events_since(int(rv)) if matches(e.object)]
+            replay = [(e.as_seen_by(matches), e.object) for e in store.events_since(int(rv))]
+            initial = [(t, o) for t, o in replay if t is not None]
         except errors.KubeApiError as exc:
             initial, expired_error = [], exc
 
@@ -148,8 +149,9 @@ def _watch(store: Store, ns: str | None, request: Request) -> WatchResponse:
                     return
                 if event is ABORT:
                     raise ConnectionAbortedError("watch aborted by /_admin/drop-watches?mode=abort")
-                if matches(event.object):
-                    yield _event_line(event.type, event.object)
+                seen_as = event.as_seen_by(matches)
+                if seen_as is not None:
+                    yield _event_line(seen_as, event.object)
         finally:
             store.watchers.discard(queue)
 

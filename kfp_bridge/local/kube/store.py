@@ -34,6 +34,19 @@ class WatchEvent:
     rv: int
     type: str  # ADDED | MODIFIED | DELETED
     object: dict[str, Any]
+    previous: dict[str, Any] | None = None  # MODIFIED only: lets a filtered watch see objects leave
+
+    def as_seen_by(self, matches: Callable[[dict[str, Any]], bool]) -> str | None:
+        """The event type a watcher with this filter gets, or None (the apiserver's watch filtering)."""
+        now = matches(self.object)
+        if self.type != "MODIFIED" or self.previous is None:
+            return self.type if now else None
+        before = matches(self.previous)
+        if before and now:
+            return "MODIFIED"
+        if now:
+            return "ADDED"
+        return "DELETED" if before else None
 
 
 def validate_spec(name: str | None, obj: dict[str, Any]) -> None:
@@ -209,7 +222,7 @@ class Store:
             return current
         if dry_run:
             return obj
-        return self._commit(ns, name, obj, "MODIFIED")
+        return self._commit(ns, name, obj, "MODIFIED", previous=current)
 
     def delete(self, ns: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
         current = self.get(ns, name)
@@ -238,13 +251,15 @@ class Store:
         self._db.close()
 
     # ---- internals ---------------------------------------------------------------------------
-    def _commit(self, ns: str, name: str, obj: dict[str, Any], event_type: str) -> dict[str, Any]:
+    def _commit(
+        self, ns: str, name: str, obj: dict[str, Any], event_type: str, previous: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         self.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.rv)
         self.objects[(ns, name)] = obj
         self._db.execute("INSERT OR REPLACE INTO objects VALUES (?, ?, ?)", (ns, name, json.dumps(obj)))
         self._save_rv()
-        self._emit(WatchEvent(self.rv, event_type, copy.deepcopy(obj)))
+        self._emit(WatchEvent(self.rv, event_type, copy.deepcopy(obj), previous))
         return copy.deepcopy(obj)
 
     def _save_rv(self) -> None:

@@ -270,6 +270,25 @@ def test_watch_initial_events_resume_and_selectors(kube_stand_in, api, ns):
         )
     )
     assert {e["object"]["metadata"]["name"] for e in by_label} == {"w2"}
+
+    # An object that stops matching the selector is DELETED for that watcher.
+    rv = api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)["metadata"]["resourceVersion"]
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, ns, PLURAL, "w1", {"metadata": {"labels": {"app": "gone"}}}
+    )
+    left = list(
+        watch.Watch().stream(
+            api.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            ns,
+            PLURAL,
+            resource_version=rv,
+            label_selector="app=one",
+            timeout_seconds=1,
+        )
+    )
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in left] == [("DELETED", "w1")]
     by_field = list(
         watch.Watch().stream(
             api.list_cluster_custom_object,
@@ -386,6 +405,18 @@ def test_drop_watches_ends_open_streams(kube_stand_in, api, ns):
     dropped = kube_stand_in.admin("POST", "drop-watches")
     assert dropped["dropped"] >= 1
     assert done.wait(5), "the watch should end right after /_admin/drop-watches"
+
+    # mode=abort breaks the connection instead of ending the chunked stream.
+    with kube_stand_in.http() as http:
+        with http.stream(
+            "GET",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}",
+            params={"watch": "true", "timeoutSeconds": "30"},
+        ) as resp:
+            assert resp.status_code == 200
+            assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["mode"] == "abort"
+            with pytest.raises(httpx.HTTPError):
+                resp.read()
 
 
 def test_raw_protocol_details(kube_stand_in, ns):

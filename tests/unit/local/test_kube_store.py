@@ -114,3 +114,16 @@ def test_delete_emits_last_state_with_new_rv(store):
     with pytest.raises(KubeApiError) as err:
         store.get("ns", "m")
     assert err.value.code == 404
+
+
+def test_filtered_watch_sees_objects_enter_and_leave(store):
+    from kfp_bridge.local.kube.filtering import label_selector
+
+    obj = store.create("ns", {**_body(), "metadata": {"name": "m", "labels": {"app": "one"}}})
+    store.update("ns", "m", {**obj, "metadata": {**obj["metadata"], "labels": {"app": "two"}}})
+    moved = store.history[-1]
+    assert moved.type == "MODIFIED"
+    assert moved.as_seen_by(label_selector("app=one")) == "DELETED"
+    assert moved.as_seen_by(label_selector("app=two")) == "ADDED"
+    assert moved.as_seen_by(label_selector("app")) == "MODIFIED"
+    assert moved.as_seen_by(label_selector("app=three")) is None
