@@ -1,0 +1,187 @@
+"""KServeHook: InferenceService get / merge patch / watch over cncf.kubernetes' KubernetesHook.
+
+The connection is cncf.kubernetes' ``kubernetes`` type (in_cluster, kube_config_path, kube_config,
+namespace, cluster_context); this hook only adds the InferenceService calls. Every call carries a
+timeout. ``kubernetes`` is imported lazily by the parent hook's methods, and this module is only
+imported inside operator/trigger methods, so DAG parsing never pays for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
+
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+REQUEST_TIMEOUT = 30.0  # seconds for one non-watch call
+WATCH_WINDOW = 60  # seconds one watch request stays open before it is renewed
+
+
+class InferenceServiceNotFound(LookupError):
+    """The named InferenceService does not exist."""
+
+
+def _not_found(name: str, namespace: str) -> InferenceServiceNotFound:
+    return InferenceServiceNotFound(
+        f"InferenceService {namespace}/{name} does not exist; create it first (kubectl apply -f isvc.yaml) "
+        "or fix inference_service/namespace"
+    )
+
+
+class KServeHook(KubernetesHook):
+    """InferenceService calls on a ``kubernetes`` connection.
+
+    :param kubernetes_conn_id: the cncf.kubernetes connection (default ``kubernetes_default``).
+    :param request_timeout: seconds for each non-watch API call.
+    """
+
+    hook_name = "KServe (Kubernetes)"
+
+    def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, *,
+                 request_timeout: float = REQUEST_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(conn_id=kubernetes_conn_id, **kwargs)
+        self.request_timeout = request_timeout
+
+    def get_isvc(self, name: str, namespace: str) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self.custom_object_client.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.request_timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise _not_found(name, namespace) from exc
+            raise
+
+    def patch_isvc(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """RFC 7386 merge patch (kubernetes 30.1.0 sends dict bodies as merge-patch+json): None deletes."""
+        return self.custom_object_client.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.request_timeout
+        )
+
+    def watch_isvc(self, name: str, namespace: str, resource_version: str, timeout: float) -> Iterator[dict[str, Any]]:
+        """Yield the object on every change after ``resource_version`` until ``timeout`` seconds pass.
+
+        A 410 (history expired) re-lists the object and resumes from its resourceVersion.
+        """
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        deadline = time.monotonic() + timeout
+        rv = resource_version
+        while (left := deadline - time.monotonic()) > 0:
+            window = max(1, min(WATCH_WINDOW, int(left)))
+            w = watch.Watch()
+            try:
+                for event in w.stream(
+                    self.custom_object_client.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                    field_selector=f"metadata.name={name}", resource_version=rv, timeout_seconds=window,
+                    _request_timeout=(self.request_timeout, window + 10),
+                ):
+                    obj = event["object"]
+                    if event["type"] == "BOOKMARK":
+                        rv = obj["metadata"]["resourceVersion"]
+                        continue
+                    if event["type"] == "DELETED":
+                        raise _not_found(name, namespace)
+                    rv = obj["metadata"]["resourceVersion"]
+                    yield obj
+                    if time.monotonic() >= deadline:
+                        return
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+                obj = self.get_isvc(name, namespace)
+                rv = obj["metadata"]["resourceVersion"]
+                yield obj
+            finally:
+                w.stop()
+
+    def wait_isvc(self, name: str, namespace: str, done: Callable[[dict[str, Any]], bool], timeout: float,
+                  start: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Watch until ``done(obj)``; TimeoutError (with the last object in ``args[1]``) otherwise."""
+        obj = start or self.get_isvc(name, namespace)
+        if done(obj):
+            return obj
+        for changed in self.watch_isvc(name, namespace, obj["metadata"]["resourceVersion"], timeout):
+            obj = changed
+            if done(obj):
+                return obj
+        raise TimeoutError(f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj)
+
+
+class KServeAsyncHook(AsyncKubernetesHook):
+    """The same calls with kubernetes_asyncio, for triggers (the connection is read asynchronously)."""
+
+    def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, *,
+                 request_timeout: float = REQUEST_TIMEOUT, **kwargs: Any) -> None:
+        super().__init__(conn_id=kubernetes_conn_id, **kwargs)
+        self.request_timeout = request_timeout
+
+    async def get_isvc(self, name: str, namespace: str) -> dict[str, Any]:
+        from kubernetes_asyncio import client
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        async with self.get_conn() as api_client:
+            try:
+                return await client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.request_timeout
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise _not_found(name, namespace) from exc
+                raise
+
+    async def patch_isvc(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
+        from kubernetes_asyncio import client
+
+        async with self.get_conn() as api_client:
+            api = client.CustomObjectsApi(api_client)
+            return await api.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.request_timeout,
+                _content_type="application/merge-patch+json",
+            )
+
+    async def wait_isvc(self, name: str, namespace: str, done: Callable[[dict[str, Any]], bool], timeout: float,
+                        on_object: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Watch (kubernetes_asyncio) until ``done(obj)``; 410 re-lists; TimeoutError otherwise."""
+        from kubernetes_asyncio import client, watch
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        deadline = time.monotonic() + timeout
+        obj = await self.get_isvc(name, namespace)
+        async with self.get_conn() as api_client:
+            api = client.CustomObjectsApi(api_client)
+            while True:
+                if on_object is not None:
+                    on_object(obj)
+                if done(obj):
+                    return obj
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj)
+                window = max(1, min(WATCH_WINDOW, int(left)))
+                changed = False
+                try:
+                    async with watch.Watch() as w:
+                        async for event in w.stream(
+                            api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
+                            field_selector=f"metadata.name={name}", resource_version=obj["metadata"]["resourceVersion"],
+                            timeout_seconds=window,
+                        ):
+                            if event["type"] in ("ADDED", "MODIFIED"):
+                                obj = event["object"]
+                                changed = True
+                                break
+                            if event["type"] == "DELETED":
+                                raise _not_found(name, namespace)
+                except ApiException as exc:
+                    if exc.status != 410:
+                        raise
+                    obj = await self.get_isvc(name, namespace)
+                    changed = True
+                if not changed and time.monotonic() >= deadline:
+                    continue

@@ -1,0 +1,255 @@
+"""KServeRolloutOperator against the kube stand-in with real KServe model servers.
+
+Good canary rollout and a failed-load rollback run for real in ``airflow dags test``; smoke-test
+failure, Standard mode, crash recovery and bad input call the operator with a context-like object
+(``ti.xcom_push`` and a dict-backed ``task_state_store``), since Airflow would add nothing there.
+Every InferenceService here is unique to its test, so the tests share the session stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kfp_bridge.operators.kserve import STATE_KEY, KServeRolloutError, KServeRolloutOperator
+from tests.fixtures.kube_stand_in import predictor_status
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
+
+DAG_FILE = Path(__file__).parent / "kserve_dags" / "kserve_rollout_test.py"
+REVISION_HEADER = "x-kfp-bridge-revision"
+ROWS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]]
+CONN_ID = "kube_test"
+
+
+def _conn_env(kube_stand_in) -> dict[str, str]:
+    conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kube_stand_in.kubeconfig)}}
+    return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(conn)}
+
+
+@pytest.fixture
+def kube_conn(kube_stand_in, monkeypatch):
+    for key, value in _conn_env(kube_stand_in).items():
+        monkeypatch.setenv(key, value)
+    return CONN_ID
+
+
+def _uri(path: Path) -> str:
+    return f"file://{path}"
+
+
+def _traffic(obj: dict[str, Any]) -> list[tuple[str, int]]:
+    return sorted((t["revisionName"], t["percent"]) for t in predictor_status(obj).get("traffic", []))
+
+
+def _served(url: str, name: str, n: int) -> Counter:
+    counts: Counter = Counter()
+    with httpx.Client(timeout=30) as http:
+        for _ in range(n):
+            resp = http.post(f"{url}/v1/models/{name}:predict", json={"instances": ROWS})
+            assert resp.status_code == 200, resp.text
+            counts[resp.headers[REVISION_HEADER]] += 1
+    return counts
+
+
+def _predictions(url: str, name: str) -> list[int]:
+    resp = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": ROWS}, timeout=30)
+    assert resp.status_code == 200, resp.text
+    return resp.json()["predictions"]
+
+
+def _create(kube_stand_in, name: str, model: Path, **kwargs: Any) -> dict[str, Any]:
+    kube_stand_in.create_isvc(name, model, **kwargs)
+    return kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180)
+
+
+class _Store(dict):
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self[key] = json.loads(json.dumps(value))  # what the real store keeps: JSON
+
+
+class _TI:
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def _context(store: _Store | None = None) -> dict[str, Any]:
+    return {"ti": _TI(), "task_state_store": store if store is not None else _Store()}
+
+
+class _Requests(threading.Thread):
+    """Sends predictions to the split URL until stopped; records every failure."""
+
+    def __init__(self, url: str, name: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.name = url, name
+        self.stop_event = threading.Event()
+        self.ok = 0
+        self.failures: list[str] = []
+        self.served: Counter = Counter()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=30) as http:
+            while not self.stop_event.is_set():
+                try:
+                    resp = http.post(f"{self.url}/v1/models/{self.name}:predict", json={"instances": ROWS})
+                    if resp.status_code == 200:
+                        self.ok += 1
+                        self.served[resp.headers[REVISION_HEADER]] += 1
+                    else:
+                        self.failures.append(f"{resp.status_code}: {resp.text[:200]}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                time.sleep(0.02)
+
+    def __enter__(self) -> _Requests:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_event.set()
+        self.join(timeout=60)
+
+
+# ---- acceptance 2: good 20% canary, in Airflow (deferrable: the waits run in the trigger) ----------
+@pytest.mark.xdist_group("airflow")
+def test_good_canary_rollout_in_airflow(kube_stand_in, iris_models, airflow_dags_test, tmp_path):
+    name = "ro-good"
+    _create(kube_stand_in, name, iris_models.v1)
+    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    counts_file = tmp_path / "split.json"
+    config = {
+        "inference_service": name, "storage_uri": _uri(iris_models.v2), "canary_traffic_percent": 20,
+        "smoke": f"count:{counts_file}", "split_url": kube_stand_in.serving_url(name), "deferrable": True,
+    }
+    proc = airflow_dags_test(DAG_FILE, "kserve_rollout_test",
+                             env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)})
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert "Deferring" in proc.stdout or "defer" in proc.stdout.lower()
+
+    # While the canary held (inside the smoke test): 200 requests split ~20/80. Binomial(200, 0.2)
+    # has mean 40 and sd 5.7; 18..62 is ±3.9 sd (a false failure about once in 10^4 runs).
+    split = json.loads(counts_file.read_text())
+    assert set(split["served"]) == {r1, r2}, split
+    assert 18 <= split["served"][r2] <= 62, split
+    assert split["latest_revision"] == r2
+
+    obj = kube_stand_in.get_isvc(name)
+    assert _traffic(obj) == [(r2, 100)]
+    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    assert _served(kube_stand_in.serving_url(name), name, 50) == Counter({r2: 50})
+
+
+# ---- acceptance 3: model fails to load, in Airflow, with requests throughout ----------------------
+@pytest.mark.xdist_group("airflow")
+def test_failed_load_rolls_back_in_airflow(kube_stand_in, iris_models, airflow_dags_test):
+    name = "ro-broken"
+    _create(kube_stand_in, name, iris_models.v1)
+    url = kube_stand_in.serving_url(name)
+    before = _predictions(url, name)
+    config = {"inference_service": name, "storage_uri": _uri(iris_models.broken), "canary_traffic_percent": 20,
+              "smoke": {"payload": {"instances": ROWS}, "expected_shape": [3]}}
+    with _Requests(url, name) as load:
+        proc = airflow_dags_test(DAG_FILE, "kserve_rollout_test",
+                                 env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)})
+        time.sleep(0.5)
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    assert "ModelLoadFailed" in proc.stdout and "Rolled back to" in proc.stdout, proc.stdout[-4000:]
+    assert load.failures == [] and load.ok > 20, (load.ok, load.failures[:5])
+
+    obj = kube_stand_in.get_isvc(name)
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
+    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    served = _served(url, name, 40)
+    assert len(served) == 1 and _traffic(obj) == [(next(iter(served)), 100)]
+    assert _predictions(url, name) == before
+
+
+# ---- acceptance 4: smoke test fails (wrong expected predictions) -----------------------------------
+def test_smoke_failure_rolls_back(kube_stand_in, iris_models, kube_conn):
+    name = "ro-smoke"
+    _create(kube_stand_in, name, iris_models.v1)
+    url = kube_stand_in.serving_url(name)
+    before = _predictions(url, name)
+    op = KServeRolloutOperator(
+        task_id="t", inference_service=name, storage_uri=_uri(iris_models.v2), canary_traffic_percent=20,
+        smoke_test={"payload": {"instances": ROWS}, "expected_values": [9, 9, 9]},
+        kubernetes_conn_id=kube_conn, timeout=240,
+    )
+    context = _context()
+    with _Requests(url, name) as load, pytest.raises(KServeRolloutError, match=r"smoke test failed.*\[9, 9, 9\]") as err:
+        op.execute(context)
+    assert "Rolled back to" in str(err.value)
+    assert load.failures == [], load.failures[:5]
+    obj = kube_stand_in.get_isvc(name)
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
+    assert len(_traffic(obj)) == 1 and _traffic(obj)[0][1] == 100
+    assert _predictions(url, name) == before
+    assert context["task_state_store"][STATE_KEY]["phase"] == "rolled_back"
+    assert context["ti"].xcom["rollout"]["outcome"] == "rolled_back"
+
+
+# ---- acceptance 5: Standard mode --------------------------------------------------------------------
+def test_standard_mode_direct_rollout_and_rollback(kube_stand_in, iris_models, kube_conn):
+    name = "ro-standard"
+    _create(kube_stand_in, name, iris_models.v1, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"})
+    url = kube_stand_in.serving_url(name)
+    smoke = {"payload": {"instances": ROWS}, "expected_shape": [3], "allowed_values": [0, 1, 2]}
+    good = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=_uri(iris_models.v2),
+                                 canary_traffic_percent=20, smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=240)
+    result = good.execute(_context())
+    assert result["mode"] == "Standard" and result["canary"] is False and result["outcome"] == "rolled_out"
+    obj = kube_stand_in.get_isvc(name)
+    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
+    v2_predictions = _predictions(url, name)
+
+    bad = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=_uri(iris_models.broken),
+                                smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=240)
+    with _Requests(url, name) as load, pytest.raises(KServeRolloutError, match="ModelLoadFailed") as err:
+        bad.execute(_context())
+    assert "Rolled back to" in str(err.value)
+    assert load.failures == [], load.failures[:5]
+    obj = kube_stand_in.wait_condition(name, "Ready", timeout=120)
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
+    assert obj["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
+    assert _predictions(url, name) == v2_predictions
+
+
+# ---- acceptance 7: bad input rejected before the cluster changes ----------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"inference_service": "ro-nope"}, "does not exist"),
+        ({"canary_traffic_percent": 120}, "0 to 100"),
+        ({"canary_traffic_percent": -1}, "0 to 100"),
+        ({"storage_uri": "ftp://host/model"}, "unsupported scheme"),
+        ({"storage_uri": "file://relative/model"}, "absolute path"),
+        ({"storage_uri": "s3://"}, "no bucket"),
+        ({"kubernetes_conn_id": "no_such_conn"}, "no_such_conn.*does not exist"),
+    ],
+)
+def test_bad_input_rejected_before_any_change(kube_stand_in, iris_models, kube_conn, kwargs, match):
+    name = "ro-input"
+    try:
+        before = kube_stand_in.get_isvc(name)
+    except Exception:
+        before = _create(kube_stand_in, name, iris_models.v1)
+    args = {"inference_service": name, "storage_uri": _uri(iris_models.v2), "canary_traffic_percent": 20,
+            "kubernetes_conn_id": kube_conn, **kwargs}
+    context = _context()
+    with pytest.raises((ValueError, LookupError), match=match):
+        KServeRolloutOperator(task_id="t", **args).execute(context)
+    after = kube_stand_in.get_isvc(name)
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert STATE_KEY not in context["task_state_store"]
