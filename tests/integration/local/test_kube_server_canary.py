@@ -210,3 +210,21 @@ def test_standard_mode_ignores_canary(kube_stand_in, iris_models):
     stats = kube_stand_in.admin("GET", "stats")
     std = next(s for s in stats["inferenceServices"] if s["name"] == name)
     assert sum(1 for r in std["revisions"] if r["running"]) == 1
+
+    # A replacement that fails to load: the old server keeps answering (the Deployment stays
+    # Available, so Ready stays True, as in KServe) and modelStatus reports the failed load.
+    kube_stand_in.patch_isvc(
+        name, {"spec": {"predictor": {"model": {"storageUri": f"file://{iris_models.broken}"}}}}
+    )
+    obj = kube_stand_in.wait_for(
+        name,
+        lambda o: (
+            o["status"].get("observedGeneration") == 3
+            and o["status"]["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
+        ),
+        timeout=180,
+        what="failed replacement reported",
+    )
+    assert condition(obj, "Ready") == "True"
+    assert obj["status"]["modelStatus"]["lastFailureInfo"]["reason"] == "ModelLoadFailed"
+    assert _served_by(url, name, 10) == Counter({next(iter(after)): 10})
