@@ -253,3 +253,70 @@ def test_bad_input_rejected_before_any_change(kube_stand_in, iris_models, kube_c
     after = kube_stand_in.get_isvc(name)
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert STATE_KEY not in context["task_state_store"]
+
+
+# ---- acceptance 6: the task process is killed mid-rollout; the next attempt finishes ---------------
+class _FileStore:
+    """task_state_store kept in a JSON file, so it outlives a killed process (as Airflow's does)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        return data.get(key, default)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        data = json.loads(self.path.read_text()) if self.path.exists() else {}
+        data[key] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.path)
+
+
+def _crash_child(store_path: str, name: str, uri: str, conn_id: str) -> None:
+    op = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=uri, canary_traffic_percent=20,
+                               smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
+                               kubernetes_conn_id=conn_id, timeout=240)
+    op.execute({"ti": _TI(), "task_state_store": _FileStore(store_path)})
+
+
+def test_killed_mid_rollout_next_attempt_finishes(kube_stand_in, iris_models, kube_conn, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    name = "ro-crash"
+    _create(kube_stand_in, name, iris_models.v1)
+    r2 = f"{name}-predictor-00002"
+    store_path = tmp_path / "state.json"
+    code = ("from tests.integration.operators.test_kserve_rollout import _crash_child; "
+            f"_crash_child({str(store_path)!r}, {name!r}, {_uri(iris_models.v2)!r}, {kube_conn!r})")
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[3], env=os.environ.copy())
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # kill right after the patch, while the new revision loads
+            state = _FileStore(str(store_path)).get(STATE_KEY)
+            if state and state.get("wait") is not None:
+                break
+            assert child.poll() is None and time.monotonic() < deadline, "the child never patched"
+            time.sleep(0.02)
+        child.kill()
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert state["phase"] == "rollout"
+    obj = kube_stand_in.get_isvc(name)
+    assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 20  # the kill left a canary in flight
+
+    store = _FileStore(str(store_path))
+    op = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=_uri(iris_models.v2),
+                               canary_traffic_percent=20,
+                               smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
+                               kubernetes_conn_id=kube_conn, timeout=240)
+    result = op.execute({"ti": _TI(), "task_state_store": store})
+    assert result["outcome"] == "promoted" and result["new_revision"] == r2
+    obj = kube_stand_in.get_isvc(name)
+    assert _traffic(obj) == [(r2, 100)] and "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    assert store.get(STATE_KEY)["phase"] == "done"
