@@ -1,9 +1,12 @@
 """``make demo``: the main job end to end on the embedded stand-ins.
 
-Starts the KFP stand-in with a token file (the projected-token pattern), runs the ``kfp_train``
-DAG with ``airflow dags test`` (the deferrable task's trigger runs in-process), then reads the
-run back with the real ``kfp.Client`` and prints the task states, the run link, each KFP step
-and where the model was written. Everything lives under ``.demo/`` and is stopped at the end.
+1. Starts the KFP stand-in and the Kubernetes/KServe stand-in, both requiring a bearer token read
+   from a file (the projected-token pattern).
+2. Creates the ``iris`` InferenceService serving a first model, as a platform team would have.
+3. Runs the ``train_and_serve`` DAG with ``airflow dags test``: KFP trains a new model into a dated
+   directory, then the rollout canaries it at 20%, smoke-tests it and promotes it.
+4. Prints each task's state, the KFP run and its steps, the traffic before and after, and one
+   prediction answered by the new revision. Everything lives under ``.demo/`` and is stopped at the end.
 """
 
 from __future__ import annotations
@@ -12,10 +15,16 @@ import json
 import os
 import secrets
 import sys
+import time
+import warnings
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DAGS = ROOT / "dags"
+GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
+ISVC = "iris"
+SAMPLE = {"instances": [[6.2, 2.9, 4.3, 1.3]]}
 
 
 def main() -> int:
@@ -24,42 +33,118 @@ def main() -> int:
 
     work = ROOT / ".demo"
     work.mkdir(exist_ok=True)
-    token_file = work / "kfp-token"
+    token_file = work / "token"
     token_file.write_text(secrets.token_urlsafe(24))
     token_file.chmod(0o600)
     models = work / "models"
     os.environ["HOME"] = str(work / "home")  # kfp.Client may write ~/.config/kfp
 
-    print("== starting the KFP stand-in (kfp-bridge local kfp) ...", flush=True)
-    with run_stand_in("kfp", work / "kfp-state", token_file=token_file) as kfp_server:
-        print(f"   KFP API at {kfp_server.url} (bearer token from {token_file})")
-        connection = {"conn_type": "kfp", "host": kfp_server.url, "extra": {"token_path": str(token_file)}}
+    print("== starting the stand-ins (kfp-bridge local kfp / local kube) ...", flush=True)
+    with run_stand_in("kfp", work / "kfp-state", token_file=token_file) as kfp_server, run_stand_in(
+        "kube", work / "kube-state", token_file=token_file
+    ) as kube_server:
+        kubeconfig = work / "kube-state" / "kubeconfig"
+        print(f"   KFP API {kfp_server.url}; Kubernetes API {kube_server.url} (kubeconfig {kubeconfig})")
+        api = _custom_objects(kubeconfig)
+        isvc = _create_initial_service(api, models / "initial")
+        before = _traffic(isvc)
+        print(f"== InferenceService {ISVC} ready at {isvc['status']['url']}; traffic before: {before}")
+
         env = {
-            "AIRFLOW_CONN_KFP_DEFAULT": json.dumps(connection),
-            "AIRFLOW_VAR_MODEL_ROOT": str(models),
+            "AIRFLOW_CONN_KFP_DEFAULT": json.dumps(
+                {"conn_type": "kfp", "host": kfp_server.url, "extra": {"token_path": str(token_file)}}
+            ),
+            "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
+                {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig), "namespace": "default"}}
+            ),
             "HOME": str(work / "home"),
         }
-        print("== airflow dags test kfp_train (deferrable; trigger in-process) ...", flush=True)
+        print("== airflow dags test train_and_serve (deferrable tasks; triggers in-process) ...", flush=True)
         result = run_dags_test(
-            DAGS / "kfp_train.py",
-            "kfp_train",
+            DAGS / "train_and_serve.py",
+            "train_and_serve",
             home=work / "airflow",
             env=env,
-            conf={"model_root": str(models)},
-            timeout=900,
+            conf={"model_root": str(models), "inference_service": ISVC},
+            timeout=1200,
         )
-        states = _task_states(work / "airflow", "kfp_train")
+        states = _task_states(work / "airflow", "train_and_serve")
         print("== Airflow task states")
         for task, state in states.items():
             print(f"   {task}: {state}")
-        report_ok = _report_kfp_runs(kfp_server.url, token_file.read_text().strip())
-    ok = result.returncode == 0 and states and all(s == "success" for s in states.values()) and report_ok
+        run_ok = _report_kfp_run(kfp_server.url, token_file.read_text().strip())
+        after_obj = api.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, ISVC)
+        print(f"== traffic after: {_traffic(after_obj)}")
+        revision, prediction = _predict(after_obj["status"]["url"], token_file.read_text().strip())
+        print(f"== prediction for {SAMPLE['instances'][0]}: {prediction} (served by {revision})")
+        new_revision = after_obj["status"]["components"]["predictor"].get("latestReadyRevision")
+
+    ok = (
+        result.returncode == 0
+        and states
+        and all(state == "success" for state in states.values())
+        and run_ok
+        and revision == new_revision
+    )
     if not ok:
         print(f"\nDEMO FAILED (airflow exit code {result.returncode}); log: {work / 'airflow' / 'logs' / 'dags-test.log'}")
         print("\n".join(result.stdout.splitlines()[-40:]))
         return 1
     print("\nDEMO OK")
     return 0
+
+
+def _custom_objects(kubeconfig: Path) -> Any:
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    return client.CustomObjectsApi(api_client)
+
+
+def _create_initial_service(api: Any, model_dir: Path) -> dict[str, Any]:
+    """The service the platform team already runs: a first iris model, fully rolled out."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    features, labels = load_iris(return_X_y=True)
+    joblib.dump(LogisticRegression(max_iter=500, C=0.1).fit(features, labels), model_dir / "model.joblib")
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "InferenceService",
+        "metadata": {"name": ISVC, "namespace": "default"},
+        "spec": {"predictor": {"model": {"modelFormat": {"name": "sklearn"}, "storageUri": f"file://{model_dir}"}}},
+    }
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, body)
+    except ApiException as exc:
+        if exc.status != 409:  # a previous demo left it: reuse it
+            raise
+    give_up = time.monotonic() + 180
+    while time.monotonic() < give_up:
+        obj = api.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, ISVC)
+        status = obj.get("status") or {}
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+        if ready and status.get("observedGeneration") == obj["metadata"]["generation"]:
+            return obj
+        time.sleep(1)
+    raise TimeoutError(f"InferenceService {ISVC} did not become ready")
+
+
+def _traffic(obj: dict[str, Any]) -> str:
+    traffic = ((obj.get("status") or {}).get("components") or {}).get("predictor", {}).get("traffic") or []
+    return ", ".join(f"{t.get('revisionName')}={t.get('percent')}%" for t in traffic) or "(no traffic split)"
+
+
+def _predict(url: str, token: str) -> tuple[str, Any]:
+    import httpx
+
+    response = httpx.post(f"{url}/v1/models/{ISVC}:predict", json=SAMPLE, timeout=30)
+    response.raise_for_status()
+    return response.headers.get("x-kfp-bridge-revision", "?"), response.json().get("predictions")
 
 
 def _task_states(home: Path, dag_id: str) -> dict[str, str]:
@@ -77,9 +162,7 @@ def _task_states(home: Path, dag_id: str) -> dict[str, str]:
     return {(task if index < 0 else f"{task}[{index}]"): state for task, index, state in rows}
 
 
-def _report_kfp_runs(host: str, token: str) -> bool:
-    import warnings
-
+def _report_kfp_run(host: str, token: str) -> bool:
     import kfp
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
@@ -91,14 +174,12 @@ def _report_kfp_runs(host: str, token: str) -> bool:
     run = client.get_run(runs[0].run_id)
     print(f"== KFP run {run.run_id}: {run.state}")
     print(f"   link: {host}/#/runs/details/{run.run_id}")
-    print(f"   tag:  {run.description}")
     for task in (run.run_details.task_details or []) if run.run_details else []:
         print(f"   step {task.display_name:<22} {task.state}")
     model_dir = (run.runtime_config.parameters or {}).get("model_dir") if run.runtime_config else None
     if model_dir:
         model = Path(model_dir) / "model.joblib"
         print(f"   model: {model} ({'present' if model.exists() else 'MISSING'})")
-        return run.state == "SUCCEEDED" and model.exists()
     return run.state == "SUCCEEDED"
 
 
