@@ -102,3 +102,19 @@ def step_states(stand_in: KfpStandIn, run_id: str) -> dict[str, list[str]]:
     for task in run.run_details.task_details or []:
         out.setdefault(task.display_name, []).append(task.state)
     return out
+
+
+def explain(stack: AirflowStack, dag_id: str, run_id: str) -> str:
+    """Task states and the error lines of every failed try, for assertion messages."""
+    lines = []
+    for ti in stack.task_instances(dag_id, run_id):
+        lines.append(f"{ti['task_id']}[{ti['map_index']}] {ti['state']} try {ti['try_number']}")
+        for attempt in range(1, ti["try_number"] + 1):
+            try:
+                log = stack.task_log(dag_id, run_id, ti["task_id"], attempt, ti["map_index"])
+            except Exception as exc:  # best effort: the message must not hide the real failure
+                lines.append(f"  (no log for try {attempt}: {exc})")
+                continue
+            errors = [line[:1500] for line in log.splitlines() if line.startswith(("[error]", "[warning]"))]
+            lines.extend(f"  try {attempt}: {line}" for line in errors[-6:])
+    return "\n".join(lines)
