@@ -11,12 +11,14 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # kfp.Client may write ~/.config/kfp; keep the developer's HOME out of the demo and tests.
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-kserve test test-fast lint demo chaos bench compile-check clean up down
+.PHONY: help venv venv-kserve browser test lint demo chaos bench compile-check clean up down
 help:
 	@echo "make demo   - run the main job end to end on the embedded stand-ins"
 	@echo "make test   - bootstrap the venvs and run the whole test suite"
 	@echo "make lint   - ruff (including the AIR rules)"
 	@echo "make bench  - benchmarks under benchmarks/"
+	@echo "make chaos  - fault-injection suite (slow)"
+	@echo "make up     - stand-ins + a local Airflow with this repo's dags/ and plugins/; make down stops it"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -38,15 +40,32 @@ venv-kserve: $(KSERVE_VENV)/.synced
 lint: venv
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
 
-test: venv venv-kserve
+# Headless Chromium for the UI test (Debian packages; installed once, skipped when present).
+browser:
+	@if [ -f scripts/ensure-chromium.sh ]; then bash scripts/ensure-chromium.sh; fi
+
+test: venv venv-kserve browser
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos $(PYTEST_ARGS)
+
+# Scripted faults against a real scheduler, triggerer and the stand-ins (slow; not part of make test).
+chaos: venv venv-kserve
+	$(VENV)/bin/python -m pytest -p no:xdist tests/chaos $(PYTEST_ARGS)
+
+# Stand-ins plus a local Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite.
+up: venv venv-kserve
+	$(PY) -m kfp_bridge.local.devstack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m kfp_bridge.local.devstack down; fi
 
 demo: venv venv-kserve
 	$(PY) -m kfp_bridge.demo
 
 bench: venv venv-kserve
 	$(PY) benchmarks/parse_time.py
+	@for script in benchmarks/submit_overhead.py benchmarks/triggerer_scale.py; do \
+		if [ -f $$script ]; then $(PY) $$script || exit 1; fi; done
 
 compile-check: venv
 	$(VENV)/bin/kfp-bridge compile --check dags/pipelines/iris.py
