@@ -104,6 +104,9 @@ class KfpRunOperator(BaseOperator):
 
     # ----- execute ------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        # Airflow reads the link's XCom when the task ends; an empty one keeps a task that fails before
+        # submitting from logging "XCom not found" errors that would mislead on-call.
+        KfpRunLink.persist(context, "")
         prepared = self._prepare(context)  # every check that can fail happens before any side effect
         hook = self._get_hook()
         tag = run_tag(context["dag"].dag_id, self.task_id, context["run_id"], _map_index(context))
@@ -233,8 +236,23 @@ class KfpRunOperator(BaseOperator):
             status.state.value,
             failed,
         )
-        hook.retry_run(status.run_id)
+        self._request_retry(hook, status.run_id)
         return self._confirm_retry(hook, status.run_id)
+
+    def _request_retry(self, hook: KfpHook, run_id: str) -> None:
+        """Ask KFP to retry; a 409 means the run is still shutting down (KFP answers Aborted), so wait."""
+        from kfp_bridge.hooks.kfp import KfpApiError
+
+        give_up = time.monotonic() + RETRY_CONFIRM_SECONDS
+        while True:
+            try:
+                hook.retry_run(run_id)
+                return
+            except KfpApiError as err:
+                if err.status != 409 or time.monotonic() >= give_up:
+                    raise
+                self.log.info("KFP run %s is not ready to be retried yet (%s); trying again", run_id, err.server_message)
+                time.sleep(1.0)
 
     def _confirm_retry(self, hook: KfpHook, run_id: str) -> dict[str, Any]:
         give_up = time.monotonic() + RETRY_CONFIRM_SECONDS
