@@ -1,0 +1,220 @@
+"""HTML of the on-call views (no template engine, everything escaped; runs in Airflow's plugin iframe).
+
+Airflow renders an external view in an iframe sandboxed with ``allow-scripts allow-same-origin
+allow-forms allow-downloads``. Same origin means the page's ``fetch`` carries the UI's own session
+(the HttpOnly ``_token`` JWT cookie, SameSite=Lax), exactly as Airflow's UI calls its API. Without
+``allow-popups`` a ``target=_blank`` link would do nothing, so KFP links open through the parent page.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import quote
+
+from kfp_bridge.plugins.service import RunView, TaskRef, format_duration
+
+STATE_COLORS = {
+    "SUCCEEDED": "#2e7d32",
+    "FAILED": "#c62828",
+    "CANCELED": "#6d4c41",
+    "CANCELING": "#6d4c41",
+    "RUNNING": "#1565c0",
+    "PENDING": "#757575",
+    "SKIPPED": "#9e9e9e",
+    "PAUSED": "#757575",
+    "success": "#2e7d32",
+    "failed": "#c62828",
+    "upstream_failed": "#ef6c00",
+    "running": "#1565c0",
+    "deferred": "#6a1b9a",
+    "queued": "#757575",
+    "scheduled": "#757575",
+    "up_for_retry": "#f9a825",
+    "skipped": "#9e9e9e",
+}
+
+STYLE = """
+:root { color-scheme: light; font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
+body { margin: 16px; color: #1f2933; background: #fff; font-size: 14px; }
+h1 { font-size: 18px; margin: 0 0 12px; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 4px 16px; margin: 0 0 16px; }
+dt { color: #52606d; } dd { margin: 0; word-break: break-all; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; }
+th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e4e7eb; vertical-align: top; }
+th { color: #52606d; font-weight: 600; }
+tr.failed td { background: #fdecea; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
+.error { color: #b71c1c; white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 12px; }
+.note { color: #52606d; }
+.panel { border: 1px solid #e4e7eb; border-radius: 6px; padding: 12px; margin: 12px 0; }
+button { background: #c62828; color: #fff; border: 0; border-radius: 4px; padding: 8px 14px; font-size: 14px; cursor: pointer; }
+button[disabled] { background: #9aa5b1; cursor: not-allowed; }
+#retry-result.ok { color: #2e7d32; } #retry-result.refused { color: #b71c1c; }
+a { color: #1565c0; }
+"""
+
+SCRIPT = """
+(function () {
+  var LAST = "kfp-bridge:last-action:" + location.pathname + location.search;
+  var out = document.getElementById("retry-result");
+  var button = document.getElementById("retry-failed-steps");
+  var last = sessionStorage.getItem(LAST);
+  if (last && out) { out.textContent = last; out.className = "ok"; }
+
+  // KFP links: the sandbox has no allow-popups, so open them from the (same-origin) parent page.
+  document.querySelectorAll("a.kfp-link").forEach(function (link) {
+    link.addEventListener("click", function (event) {
+      var sandbox = window.frameElement && window.frameElement.sandbox;
+      if (!sandbox || !sandbox.length || sandbox.contains("allow-popups")) { return; }
+      try {
+        var doc = window.parent.document, a = doc.createElement("a");
+        a.href = link.href; a.target = "_blank"; a.rel = "noopener noreferrer";
+        doc.body.appendChild(a); a.click(); a.remove(); event.preventDefault();
+      } catch (e) { /* not same-origin: let the link navigate this frame */ }
+    });
+  });
+
+  if (button) {
+    button.addEventListener("click", function () {
+      button.disabled = true;
+      out.className = ""; out.textContent = "Asking KFP to retry the failed steps…";
+      // A JSON POST with the UI's own session cookie, as Airflow's UI calls its API.
+      fetch(button.dataset.url, {
+        method: "POST", credentials: "same-origin",
+        headers: {"Content-Type": "application/json", "Accept": "application/json"},
+        body: JSON.stringify({})
+      }).then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (body) {
+          if (response.ok) {
+            out.className = "ok"; out.textContent = body.message;
+            sessionStorage.setItem(LAST, body.message);
+            setTimeout(function () { location.reload(); }, 3000);
+          } else {
+            var detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail || body);
+            out.className = "refused"; out.textContent = "Refused (HTTP " + response.status + "): " + detail;
+            button.disabled = false;
+          }
+        });
+      }).catch(function (err) {
+        out.className = "refused"; out.textContent = "Request failed: " + err; button.disabled = false;
+      });
+    });
+  }
+  if (document.body.dataset.active === "true") { setTimeout(function () { location.reload(); }, 5000); }
+})();
+"""
+
+
+def badge(state: str | None) -> str:
+    text = state or "none"
+    color = STATE_COLORS.get(text, "#52606d")
+    return f'<span class="badge" data-state="{escape(text)}" style="background:{color}">{escape(text)}</span>'
+
+
+def _link(url: str, text: str) -> str:
+    return f'<a class="kfp-link" href="{escape(url)}" target="_blank" rel="noopener noreferrer">{escape(text)}</a>'
+
+
+def document(title: str, body: str, *, active: bool = False) -> str:
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
+        f'<body data-active="{"true" if active else "false"}">{body}<script>{SCRIPT}</script></body></html>'
+    )
+
+
+def retry_url(prefix: str, ref: TaskRef) -> str:
+    path = "/".join(quote(part, safe="") for part in (ref.dag_id, ref.run_id, ref.task_id))
+    return f"{prefix}/api/ti/{path}/retry-failed-steps?map_index={ref.map_index}"
+
+
+def ti_page(view: RunView, *, prefix: str) -> str:
+    ref = view.ref
+    label = ref.task_id if ref.map_index < 0 else f"{ref.task_id}[{ref.map_index}]"
+    parts = [f"<h1>Kubeflow Pipelines run of {escape(label)}</h1>"]
+    rows = [
+        ("Airflow task", f"{escape(label)} {badge(view.task_state)} try {view.try_number}"),
+        ("KFP connection", escape(view.conn_id)),
+    ]
+    if view.run_id:
+        rows += [
+            ("KFP run", f"{_link(view.run_url or '', view.run_name or view.run_id)} {badge(view.run_state)}"),
+            ("Run id", f"<code>{escape(view.run_id)}</code> (found by {escape(view.run_found_by or '?')})"),
+        ]
+        if view.run_error:
+            rows.append(("Run error", f'<span class="error">{escape(view.run_error)}</span>'))
+    parts.append("<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>")
+
+    if view.problem:
+        parts.append(f'<p class="error" id="problem">{escape(view.problem)}</p>')
+    if view.steps:
+        failed = view.failed_steps
+        summary = (
+            f"Failed step{'s' if len(failed) > 1 else ''}: <strong>{escape(', '.join(failed))}</strong>"
+            if failed
+            else "No failed steps."
+        )
+        parts.append(f'<p id="failed-steps">{summary}</p>')
+        table = [
+            "<table id=steps><thead><tr><th>Step</th><th>State</th><th>Started</th><th>Duration</th><th>Error</th></tr></thead><tbody>"
+        ]
+        for step in view.steps:
+            css = "failed" if step.state in ("FAILED", "CANCELED") else ""
+            attempts = f' <span class="note">({step.attempts} attempts)</span>' if step.attempts > 1 else ""
+            table.append(
+                f'<tr class="{css}" data-step="{escape(step.name)}" data-state="{escape(step.state)}">'
+                f"<td>{escape(step.name)}{attempts}</td><td>{badge(step.state)}</td>"
+                f"<td>{escape((step.start_time or '—').replace('T', ' ')[:19])}</td>"
+                f"<td>{format_duration(step.duration_seconds)}</td>"
+                f'<td class="error">{escape(step.error or "")}</td></tr>'
+            )
+        table.append("</tbody></table>")
+        parts.append("".join(table))
+    elif view.run_id:
+        parts.append('<p class="note">KFP reports no steps for this run yet.</p>')
+
+    if view.is_kfp_task:
+        disabled = "" if view.retryable else " disabled"
+        reason = (
+            "" if view.retryable else f'<p class="note" id="retry-reason">{escape(view.reason or "")}</p>'
+        )
+        parts.append(
+            '<div class="panel"><button id="retry-failed-steps" type="button" '
+            f'data-url="{escape(retry_url(prefix, ref))}"{disabled}>Retry failed steps</button> '
+            '<span class="note">KFP reruns only the failed steps of this run; the Airflow task is cleared '
+            "and follows the retried run.</span>"
+            f'{reason}<p id="retry-result" role="status"></p></div>'
+        )
+    else:
+        parts.append(f'<p class="note" id="retry-reason">{escape(view.reason or "")}</p>')
+    return document(f"KFP run of {label}", "".join(parts), active=view.active and view.is_kfp_task)
+
+
+def dag_run_page(views: list[RunView], *, dag_id: str, run_id: str, prefix: str) -> str:
+    parts = [f"<h1>Kubeflow Pipelines runs of {escape(dag_id)} / {escape(run_id)}</h1>"]
+    if not views:
+        parts.append('<p class="note">This DAG run has no KfpRunOperator tasks.</p>')
+        return document("KFP runs", "".join(parts))
+    table = [
+        "<table id=runs><thead><tr><th>Task</th><th>Airflow</th><th>KFP run</th><th>Failed steps</th><th></th></tr></thead><tbody>"
+    ]
+    for view in views:
+        ref = view.ref
+        label = ref.task_id if ref.map_index < 0 else f"{ref.task_id}[{ref.map_index}]"
+        run = (
+            _link(view.run_url, view.run_name or view.run_id or "") + " " + badge(view.run_state)
+            if view.run_url
+            else escape(view.reason or "no run")
+        )
+        path = "/".join(quote(part, safe="") for part in (ref.dag_id, ref.run_id, ref.task_id))
+        details = f'<a href="{escape(prefix)}/ti/{path}?map_index={ref.map_index}">steps</a>'
+        css = "failed" if view.failed_steps else ""
+        table.append(
+            f'<tr class="{css}" data-task="{escape(label)}"><td>{escape(label)}</td><td>{badge(view.task_state)}</td>'
+            f"<td>{run}</td><td>{escape(', '.join(view.failed_steps))}</td><td>{details}</td></tr>"
+        )
+    table.append("</tbody></table>")
+    parts.append("".join(table))
+    active = any(view.active for view in views)
+    return document("KFP runs", "".join(parts), active=active)
