@@ -1,0 +1,209 @@
+"""Chaos suite: scripted faults against a real Airflow (scheduler, triggerer, api-server) and the stand-ins.
+
+Run with ``make chaos`` (``pytest -p no:xdist tests/chaos``); ``--chaos-repeat N`` runs every
+scenario N times, round after round, so "passes three times in a row" is one command.
+
+Everything here is private to the suite: its own AirflowStack, its own KFP stand-ins (one for the
+session, one the restart scenario stops and starts), because the scenarios kill things. The
+``kfp`` connections come from ``AIRFLOW_CONN_*`` variables that name the stand-ins' token files,
+so a rotated token is read by every Airflow process without touching the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from kfp_bridge.local.airflow import AirflowStack, free_port
+from kfp_bridge.utils.run_tags import parse_run_tag, run_tag
+from tests.chaos.pipelines import compile_nap
+from tests.fixtures.kfp_stand_in import KfpStandIn, start_kfp_stand_in
+
+DAGS = Path(__file__).parent / "dags"
+CONN_ID = "kfp_chaos"
+RESTART_CONN_ID = "kfp_chaos_restart"
+STARTUP_TIMEOUT = 300.0
+PARSE_TIMEOUT = 180.0
+# Two cores shared with other test sessions: waits are generous, but every one of them is bounded.
+RUN_TIMEOUT = 420.0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "chaos: scripted faults against real Airflow services and the stand-ins (slow)")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--chaos-repeat",
+        type=int,
+        default=1,
+        help="run every chaos scenario this many times, all scenarios per round (acceptance: 3)",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    repeat = metafunc.config.getoption("--chaos-repeat")
+    if repeat > 1 and "chaos_round" in metafunc.fixturenames:
+        metafunc.parametrize("chaos_round", range(1, repeat + 1), ids=[f"round{i}" for i in range(1, repeat + 1)])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Round 1 of every scenario, then round 2 ...: "three times in a row" for the whole suite."""
+
+    def round_of(item: pytest.Item) -> int:
+        callspec = getattr(item, "callspec", None)
+        return callspec.params.get("chaos_round", 1) if callspec else 1
+
+    items.sort(key=round_of)  # stable: file order is kept inside a round
+
+
+@pytest.fixture
+def chaos_round() -> int:
+    """Overridden by parametrization under ``--chaos-repeat``; every scenario requests it."""
+    return 1
+
+
+@dataclass
+class ChaosEnv:
+    root: Path
+    token: str
+    restart_port: int
+    restart_state: Path
+
+
+@pytest.fixture(scope="session")
+def chaos_env(tmp_path_factory: pytest.TempPathFactory) -> ChaosEnv:
+    root = tmp_path_factory.mktemp("chaos")
+    return ChaosEnv(root=root, token=f"chaos-{secrets.token_hex(8)}", restart_port=free_port(),
+                    restart_state=root / "kfp-restart")
+
+
+@pytest.fixture(scope="session")
+def chaos_kfp(chaos_env: ChaosEnv) -> Iterator[KfpStandIn]:
+    with start_kfp_stand_in(chaos_env.root / "kfp", token=chaos_env.token, admin=True) as stand_in:
+        yield stand_in
+
+
+def _conn(host: str, token_file: Path) -> str:
+    return json.dumps({"conn_type": "kfp", "host": host, "extra": {"token_path": str(token_file)}})
+
+
+@pytest.fixture(scope="session")
+def chaos_stack(chaos_env: ChaosEnv, chaos_kfp: KfpStandIn) -> Iterator[AirflowStack]:
+    # The restart stand-in starts later, inside its test, on this port and this token file
+    # (start_kfp_stand_in names it <state dir>.token next to the state dir).
+    restart_token = chaos_env.restart_state.parent / f"{chaos_env.restart_state.name}.token"
+    env = {
+        f"AIRFLOW_CONN_{CONN_ID.upper()}": _conn(chaos_kfp.host, chaos_kfp.token_file),
+        f"AIRFLOW_CONN_{RESTART_CONN_ID.upper()}": _conn(f"http://127.0.0.1:{chaos_env.restart_port}", restart_token),
+        # Triggers of a dead triggerer are handed to a live one after this long (default 30 s).
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+    }
+    root = chaos_env.root / "airflow"
+    stack = AirflowStack(home=root / "home", dags_folder=root / "dags", env=env,
+                         cache_dir=chaos_env.root.parent / "airflow-db-cache")
+    with stack:
+        stack.wait_ready(STARTUP_TIMEOUT)
+        compile_nap(stack.dags_folder / "chaos_pipelines")
+        for name in ("chaos_crash.py", "chaos_fleet.py", "chaos_wait.py"):
+            stack.add_dag_file(DAGS / name)
+        for dag_id in ("chaos_crash_sync", "chaos_crash_deferred", "chaos_fleet", "chaos_wait", "chaos_restart"):
+            stack.wait_dag_parsed(dag_id, PARSE_TIMEOUT)
+        yield stack
+    leftovers = [p for p in stack.pids() if psutil.pid_exists(p)]
+    assert leftovers == [], f"chaos stack left processes behind: {leftovers}"
+
+
+# ----- helpers shared by the scenarios ------------------------------------------------------------
+
+
+def all_runs(stand_in: KfpStandIn) -> list[Any]:
+    client = stand_in.client()
+    runs: list[Any] = []
+    token = ""
+    while True:
+        page = client.list_runs(page_size=100, page_token=token, sort_by="created_at asc")
+        runs.extend(page.runs or [])
+        token = page.next_page_token
+        if not token:
+            return runs
+
+
+def runs_by_tag(stand_in: KfpStandIn, dag_id: str, run_id: str) -> dict[str, list[Any]]:
+    """Every KFP run one Airflow dag run created, grouped by its tag (one list entry per duplicate)."""
+    out: dict[str, list[Any]] = {}
+    for run in all_runs(stand_in):
+        tag = parse_run_tag(run.description)
+        if tag and tag["dag_id"] == dag_id and tag["run_id"] == run_id:
+            out.setdefault(run.description, []).append(run)
+    return out
+
+
+def tag_of(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
+    return run_tag(dag_id, task_id, run_id, map_index)
+
+
+def poll(check: Callable[[], Any], timeout: float, what: Callable[[], str] | str, interval: float = 0.2) -> Any:
+    """Call ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"after {timeout:.0f}s: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+def task_process(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, timeout: float = RUN_TIMEOUT) -> psutil.Process:
+    """The running task's own process (``airflow worker -- <ti id>``), checked by its title."""
+
+    def find() -> psutil.Process | None:
+        ti = stack.task_instance(dag_id, run_id, task_id)
+        if ti["state"] != "running" or not ti.get("pid"):
+            return None
+        try:
+            proc = psutil.Process(ti["pid"])
+            return proc if f"airflow worker -- {ti['id']}" in " ".join(proc.cmdline()) else None
+        except psutil.Error:
+            return None
+
+    return poll(find, timeout, f"task {dag_id}.{task_id} in {run_id} never ran", interval=0.1)
+
+
+def kill(proc: psutil.Process, sig: int = signal.SIGKILL) -> None:
+    os.kill(proc.pid, sig)
+
+
+def request_count(stand_in: KfpStandIn, label: str) -> int:
+    return stand_in.stats()["requests"].get(label, 0)
+
+
+def tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[tuple[int, str]]:
+    return sorted((t["try_number"], t["state"]) for t in stack.task_tries(dag_id, run_id, task_id, map_index))
+
+
+def explain(stack: AirflowStack, dag_id: str, run_id: str) -> str:
+    """Task states and the error lines of every try, for assertion messages."""
+    lines = []
+    for ti in stack.task_instances(dag_id, run_id):
+        lines.append(f"{ti['task_id']}[{ti['map_index']}] {ti['state']} try {ti['try_number']}")
+        for attempt in range(1, (ti["try_number"] or 0) + 1):
+            try:
+                log = stack.task_log(dag_id, run_id, ti["task_id"], attempt, ti["map_index"])
+            except Exception as exc:  # best effort: the message must not hide the real failure
+                lines.append(f"  (no log for try {attempt}: {exc})")
+                continue
+            errors = [line[:800] for line in log.splitlines() if line.startswith(("[error]", "[warning]"))]
+            lines.extend(f"  try {attempt}: {line}" for line in errors[-4:])
+    return "\n".join(lines[:200])
