@@ -8,6 +8,7 @@ imported inside operator/trigger methods, so DAG parsing never pays for it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +18,7 @@ from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHo
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 REQUEST_TIMEOUT = 30.0  # seconds for one non-watch call
 WATCH_WINDOW = 60  # seconds one watch request stays open before it is renewed
+WATCH_RETRY_PAUSE = 0.5  # seconds before re-opening a watch whose connection broke
 
 
 class InferenceServiceNotFound(LookupError):
@@ -30,6 +32,13 @@ def _not_found(name: str, namespace: str) -> InferenceServiceNotFound:
     )
 
 
+def _only_item(listing: dict[str, Any], name: str, namespace: str) -> dict[str, Any]:
+    items = listing.get("items") or []
+    if not items:
+        raise _not_found(name, namespace)
+    return items[0]
+
+
 class KServeHook(KubernetesHook):
     """InferenceService calls on a ``kubernetes`` connection.
 
@@ -39,8 +48,13 @@ class KServeHook(KubernetesHook):
 
     hook_name = "KServe (Kubernetes)"
 
-    def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, *,
-                 request_timeout: float = REQUEST_TIMEOUT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        kubernetes_conn_id: str = KubernetesHook.default_conn_name,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
         self.request_timeout = request_timeout
 
@@ -62,11 +76,27 @@ class KServeHook(KubernetesHook):
             GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.request_timeout
         )
 
-    def watch_isvc(self, name: str, namespace: str, resource_version: str, timeout: float) -> Iterator[dict[str, Any]]:
+    def relist_isvc(self, name: str, namespace: str) -> tuple[dict[str, Any], str]:
+        """The object and the list's resourceVersion: where a watch resumes after a 410."""
+        listing = self.custom_object_client.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            field_selector=f"metadata.name={name}",
+            _request_timeout=self.request_timeout,
+        )
+        return _only_item(listing, name, namespace), listing["metadata"]["resourceVersion"]
+
+    def watch_isvc(
+        self, name: str, namespace: str, resource_version: str, timeout: float
+    ) -> Iterator[dict[str, Any]]:
         """Yield the object on every change after ``resource_version`` until ``timeout`` seconds pass.
 
-        A 410 (history expired) re-lists the object and resumes from its resourceVersion.
+        A 410 (history expired) re-lists and resumes from the list's resourceVersion (the object's
+        own would be just as expired); a broken connection resumes from the last one seen.
         """
+        import urllib3
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
@@ -77,8 +107,14 @@ class KServeHook(KubernetesHook):
             w = watch.Watch()
             try:
                 for event in w.stream(
-                    self.custom_object_client.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                    field_selector=f"metadata.name={name}", resource_version=rv, timeout_seconds=window,
+                    self.custom_object_client.list_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    field_selector=f"metadata.name={name}",
+                    resource_version=rv,
+                    timeout_seconds=window,
                     _request_timeout=(self.request_timeout, window + 10),
                 ):
                     obj = event["object"]
@@ -94,14 +130,34 @@ class KServeHook(KubernetesHook):
             except ApiException as exc:
                 if exc.status != 410:
                     raise
-                obj = self.get_isvc(name, namespace)
-                rv = obj["metadata"]["resourceVersion"]
+                self.log.info(
+                    "Watch of %s/%s: resourceVersion %s expired (410); re-listing", namespace, name, rv
+                )
+                obj, rv = self.relist_isvc(name, namespace)
                 yield obj
+            except urllib3.exceptions.HTTPError as exc:
+                # A watch connection broken mid-stream (load balancer reset, apiserver restart):
+                # resume from the last resourceVersion seen, as client-go's reflector does.
+                self.log.info(
+                    "Watch of %s/%s broke (%s: %s); resuming from resourceVersion %s",
+                    namespace,
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    rv,
+                )
+                time.sleep(WATCH_RETRY_PAUSE)
             finally:
                 w.stop()
 
-    def wait_isvc(self, name: str, namespace: str, done: Callable[[dict[str, Any]], bool], timeout: float,
-                  start: dict[str, Any] | None = None) -> dict[str, Any]:
+    def wait_isvc(
+        self,
+        name: str,
+        namespace: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        start: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Watch until ``done(obj)``; TimeoutError (with the last object in ``args[1]``) otherwise."""
         obj = start or self.get_isvc(name, namespace)
         if done(obj):
@@ -110,14 +166,21 @@ class KServeHook(KubernetesHook):
             obj = changed
             if done(obj):
                 return obj
-        raise TimeoutError(f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj)
+        raise TimeoutError(
+            f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj
+        )
 
 
 class KServeAsyncHook(AsyncKubernetesHook):
     """The same calls with kubernetes_asyncio, for triggers (the connection is read asynchronously)."""
 
-    def __init__(self, kubernetes_conn_id: str = KubernetesHook.default_conn_name, *,
-                 request_timeout: float = REQUEST_TIMEOUT, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        kubernetes_conn_id: str = KubernetesHook.default_conn_name,
+        *,
+        request_timeout: float = REQUEST_TIMEOUT,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
         self.request_timeout = request_timeout
 
@@ -141,18 +204,32 @@ class KServeAsyncHook(AsyncKubernetesHook):
         async with self.get_conn() as api_client:
             api = client.CustomObjectsApi(api_client)
             return await api.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.request_timeout,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                _request_timeout=self.request_timeout,
                 _content_type="application/merge-patch+json",
             )
 
-    async def wait_isvc(self, name: str, namespace: str, done: Callable[[dict[str, Any]], bool], timeout: float,
-                        on_object: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    async def wait_isvc(
+        self,
+        name: str,
+        namespace: str,
+        done: Callable[[dict[str, Any]], bool],
+        timeout: float,
+        on_object: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         """Watch (kubernetes_asyncio) until ``done(obj)``; 410 re-lists; TimeoutError otherwise."""
+        import aiohttp
         from kubernetes_asyncio import client, watch
         from kubernetes_asyncio.client.exceptions import ApiException
 
         deadline = time.monotonic() + timeout
         obj = await self.get_isvc(name, namespace)
+        rv = obj["metadata"]["resourceVersion"]
         async with self.get_conn() as api_client:
             api = client.CustomObjectsApi(api_client)
             while True:
@@ -162,26 +239,51 @@ class KServeAsyncHook(AsyncKubernetesHook):
                     return obj
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj)
+                    raise TimeoutError(
+                        f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s",
+                        obj,
+                    )
                 window = max(1, min(WATCH_WINDOW, int(left)))
-                changed = False
                 try:
                     async with watch.Watch() as w:
                         async for event in w.stream(
-                            api.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL,
-                            field_selector=f"metadata.name={name}", resource_version=obj["metadata"]["resourceVersion"],
+                            api.list_namespaced_custom_object,
+                            GROUP,
+                            VERSION,
+                            namespace,
+                            PLURAL,
+                            field_selector=f"metadata.name={name}",
+                            resource_version=rv,
                             timeout_seconds=window,
                         ):
-                            if event["type"] in ("ADDED", "MODIFIED"):
-                                obj = event["object"]
-                                changed = True
-                                break
                             if event["type"] == "DELETED":
                                 raise _not_found(name, namespace)
+                            rv = event["object"]["metadata"]["resourceVersion"]
+                            if event["type"] in ("ADDED", "MODIFIED"):
+                                obj = event["object"]
+                                break
                 except ApiException as exc:
                     if exc.status != 410:
                         raise
-                    obj = await self.get_isvc(name, namespace)
-                    changed = True
-                if not changed and time.monotonic() >= deadline:
-                    continue
+                    self.log.info(
+                        "Watch of %s/%s: resourceVersion %s expired (410); re-listing", namespace, name, rv
+                    )
+                    listing = await api.list_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        PLURAL,
+                        field_selector=f"metadata.name={name}",
+                        _request_timeout=self.request_timeout,
+                    )
+                    obj, rv = _only_item(listing, name, namespace), listing["metadata"]["resourceVersion"]
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    self.log.info(
+                        "Watch of %s/%s broke (%s: %s); resuming from resourceVersion %s",
+                        namespace,
+                        name,
+                        type(exc).__name__,
+                        exc,
+                        rv,
+                    )
+                    await asyncio.sleep(WATCH_RETRY_PAUSE)

@@ -33,6 +33,8 @@ STATE_KEY = "kserve_rollout"
 DEFAULT_TIMEOUT_S = 900.0
 ROLLBACK_TIMEOUT_S = 300.0
 _TERMINAL = ("done", "rolled_back")
+# Phases in which the new revision may still hold traffic: a kill rolls these back.
+_UNFINISHED = ("rollout", "promote", "rollback_pin")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -89,6 +91,8 @@ class KServeRolloutOperator(BaseOperator):
         self._hook: KServeHook | None = None
         self._store: Any = None
         self._context: Any = None
+        # Set by on_kill: from then on this process makes no further change to the InferenceService.
+        self._killed = False
 
     # ----- entry points -----------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -103,10 +107,27 @@ class KServeRolloutOperator(BaseOperator):
             InferenceServiceLink.persist(context, st.url)
 
         saved = self._store.get(STATE_KEY) if self._store is not None else None
-        if isinstance(saved, dict) and saved.get("phase") not in _TERMINAL and saved.get("name") == self.inference_service:
-            self.log.warning("Resuming an unfinished rollout of %s (phase %s) left by an earlier attempt",
-                             self.inference_service, saved["phase"])
+        if (
+            isinstance(saved, dict)
+            and saved.get("phase") not in _TERMINAL
+            and saved.get("name") == self.inference_service
+        ):
+            self.log.warning(
+                "Resuming an unfinished rollout of %s (phase %s) left by an earlier attempt",
+                self.inference_service,
+                saved["phase"],
+            )
             self._rollout = saved
+            current = ks.storage_uri((obj.get("spec") or {}).get("predictor") or {})
+            patched = saved.get("wait") is not None  # else the crash came before the patch went out
+            if saved["phase"] in ("rollout", "promote") and patched and current != saved["target_uri"]:
+                # The trigger's on_kill (or a person) restored the spec while no task ran: finish
+                # that rollback (release the pin) instead of waiting for a canary that is gone.
+                self._start_rollback(
+                    hook,
+                    f"the rollout was undone while no attempt was running "
+                    f"(the spec serves {current} again, e.g. after a kill)",
+                )
             return self._run(hook, None)
 
         rollout = self._plan(obj, namespace)
@@ -130,20 +151,48 @@ class KServeRolloutOperator(BaseOperator):
         return self._run(hook, outcome)
 
     def on_kill(self) -> None:
-        """Killed mid-rollout: put the previous spec back (pinned to the previous revision)."""
+        """Killed mid-rollout: put the previous spec back, pinned to the previous revision.
+
+        Airflow calls this from the SIGTERM handler and SIGKILLs the process 5 s later, so it makes
+        one patch (previous predictor + ``canaryTrafficPercent: 0``) that takes the new revision out
+        of traffic at once; the pin stays in the spec (the previous revision keeps 100%) and the
+        next rollout replaces it. The interrupted code path then stops at its next step
+        (``_killed``) instead of racing the rollback.
+        """
+        self._killed = True
         rollout = self._rollout
-        if not rollout or rollout.get("phase") not in ("rollout", "promote"):
+        if not rollout or rollout.get("phase") not in _UNFINISHED:
             return
         try:
             hook = self._get_hook()
-            self.log.warning("Task killed during the rollout of %s: rolling back", rollout["name"])
+            self.log.warning(
+                "Task killed during the rollout of %s (phase %s): rolling back",
+                rollout["name"],
+                rollout["phase"],
+            )
             rollout["reason"] = "the task was killed during the rollout"
             patch = rollback_patch(rollout, hook.get_isvc(rollout["name"], rollout["namespace"]))
-            rollout.update(phase="rollback_restore", patch=patch, wait=None)
+            rollout.update(
+                phase="rollback_restore", patch=patch, wait=None, condition=restore_condition(rollout)
+            )
             self._save()
-            hook.patch_isvc(rollout["name"], rollout["namespace"], patch)
+            obj = hook.patch_isvc(rollout["name"], rollout["namespace"], patch)
+            rollout["wait"] = {**rollout["condition"], "generation": obj["metadata"]["generation"]}
+            self._save()
+            self.log.warning(
+                "Rolled back %s on kill: restored %s, pinned to %s",
+                rollout["name"],
+                rollout["previous_uri"],
+                rollout["previous_revision"] or "the previous deployment",
+            )
         except Exception:
-            self.log.exception("Could not roll back %s after the kill; the next attempt will", rollout.get("name"))
+            self.log.exception(
+                "Could not roll back %s after the kill; the next attempt will", rollout.get("name")
+            )
+
+    def _check_not_killed(self) -> None:
+        if self._killed:
+            raise KServeRolloutError("The task was killed; on_kill rolled the rollout back, stopping here.")
 
     # ----- validation and planning (no side effects) -------------------------------------------------
     def _validate_arguments(self) -> None:
@@ -151,9 +200,13 @@ class KServeRolloutOperator(BaseOperator):
 
         name = self.inference_service
         if not isinstance(name, str) or not _DNS1123.match(name):
-            raise ValueError(f"inference_service {name!r} is not a valid InferenceService name (lowercase DNS-1123 label)")
+            raise ValueError(
+                f"inference_service {name!r} is not a valid InferenceService name (lowercase DNS-1123 label)"
+            )
         percent = self.canary_traffic_percent
-        if percent is not None and (isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100):
+        if percent is not None and (
+            isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100
+        ):
             raise ValueError(
                 f"canary_traffic_percent must be an int from 0 to 100 (or None for a direct rollout), got {percent!r}"
             )
@@ -191,7 +244,9 @@ class KServeRolloutOperator(BaseOperator):
             if percent is not None:
                 self.log.warning(
                     "InferenceService %s runs in Standard mode, where KServe ignores canaryTrafficPercent: "
-                    "doing a direct rollout (no canary)", st.name)
+                    "doing a direct rollout (no canary)",
+                    st.name,
+                )
             previous_revision = ""
         if current_uri == self.storage_uri and predictor.get("canaryTrafficPercent") is None and st.is_ready:
             self.log.info("%s already serves %s; nothing to roll out", st.name, self.storage_uri)
@@ -228,6 +283,7 @@ class KServeRolloutOperator(BaseOperator):
     # ----- the state machine ----------------------------------------------------------------------
     def _apply(self, hook: KServeHook, phase: str, patch: dict[str, Any], condition: dict[str, Any]) -> None:
         """Save (phase, patch) first, then patch, then save the wait condition with the new generation."""
+        self._check_not_killed()
         r = self._rollout
         assert r is not None
         r.update(phase=phase, patch=patch, wait=None, condition=condition)
@@ -259,8 +315,12 @@ class KServeRolloutOperator(BaseOperator):
 
             self.defer(
                 trigger=KServeRolloutTrigger(
-                    name=r["name"], namespace=r["namespace"], kubernetes_conn_id=self.kubernetes_conn_id,
-                    condition=r["wait"], deadline=r["deadline"], rollout=r,
+                    name=r["name"],
+                    namespace=r["namespace"],
+                    kubernetes_conn_id=self.kubernetes_conn_id,
+                    condition=r["wait"],
+                    deadline=r["deadline"],
+                    rollout=r,
                 ),
                 method_name="execute_complete",
             )
@@ -268,6 +328,7 @@ class KServeRolloutOperator(BaseOperator):
         verdict: list[ks.Verdict] = [ks.Verdict()]
 
         def done(obj: dict[str, Any]) -> bool:
+            self._check_not_killed()
             st = ks.IsvcStatus.from_object(obj)
             if st.progress_key() != last[0]:
                 last[0] = st.progress_key()
@@ -289,6 +350,7 @@ class KServeRolloutOperator(BaseOperator):
 
     def _step(self, hook: KServeHook, outcome: tuple[str, Any]) -> dict[str, Any] | None:
         """Act on one wait outcome; returns the task result when finished, raises when rolled back."""
+        self._check_not_killed()
         r = self._rollout
         assert r is not None
         kind, value = outcome
@@ -304,8 +366,12 @@ class KServeRolloutOperator(BaseOperator):
             if problems:
                 return self._start_rollback(hook, f"smoke test failed against {url}: {'; '.join(problems)}")
             if r["canary"] and self.promote:
-                self._apply(hook, "promote", {"spec": {"predictor": {"canaryTrafficPercent": None}}},
-                            {"kind": "sole", "previous": r["previous_revision"]})
+                self._apply(
+                    hook,
+                    "promote",
+                    {"spec": {"predictor": {"canaryTrafficPercent": None}}},
+                    {"kind": "sole", "previous": r["previous_revision"]},
+                )
                 return None
             return self._finish(hook, "canary" if r["canary"] else "rolled_out")
         if phase == "promote":
@@ -314,27 +380,38 @@ class KServeRolloutOperator(BaseOperator):
             return self._finish(hook, "promoted")
         if phase == "rollback_pin":
             if kind == "failed":
-                raise KServeRolloutError(f"{r['reason']}. Rollback could not pin {r['previous_revision']}: {value}")
+                raise KServeRolloutError(
+                    f"{r['reason']}. Rollback could not pin {r['previous_revision']}: {value}"
+                )
             obj = hook.get_isvc(r["name"], r["namespace"])
-            self._apply(hook, "rollback_restore", rollback_patch(r, obj),
-                        {"kind": "canary", "percent": 0, "previous": r["previous_revision"]})
+            self._apply(hook, "rollback_restore", rollback_patch(r, obj), restore_condition(r))
             return None
         if phase == "rollback_restore":
             if kind == "failed":
-                raise self._rolled_back(hook, f"(the restored spec did not become ready: {value}; "
-                                        f"{r['previous_revision'] or 'the previous deployment'} keeps serving)")
+                raise self._rolled_back(
+                    hook,
+                    f"(the restored spec did not become ready: {value}; "
+                    f"{r['previous_revision'] or 'the previous deployment'} keeps serving)",
+                )
             if r["mode"] != ks.KNATIVE:
                 raise self._rolled_back(hook, "")
             canary = r["previous_predictor"].get("canaryTrafficPercent")
-            self._apply(hook, "rollback_release", {"spec": {"predictor": {"canaryTrafficPercent": canary}}},
-                        {"kind": "sole", "previous": "", "allow_previous": True} if canary is None
-                        else {"kind": "pinned", "previous": r["previous_revision"]})
+            self._apply(
+                hook,
+                "rollback_release",
+                {"spec": {"predictor": {"canaryTrafficPercent": canary}}},
+                {"kind": "sole", "previous": "", "allow_previous": True}
+                if canary is None
+                else {"kind": "pinned", "previous": r["previous_revision"]},
+            )
             return None
         if phase == "rollback_release":
             if kind == "failed":
                 raise self._rolled_back(hook, f"(releasing the pin failed: {value})")
             raise self._rolled_back(hook, "")
-        raise KServeRolloutError(f"unknown rollout phase {phase!r} in the saved state; clear task_state_store")
+        raise KServeRolloutError(
+            f"unknown rollout phase {phase!r} in the saved state; clear task_state_store"
+        )
 
     def _start_rollback(self, hook: KServeHook, reason: str) -> None:
         r = self._rollout
@@ -343,11 +420,15 @@ class KServeRolloutOperator(BaseOperator):
         r["reason"] = reason
         r["deadline"] = time.time() + ROLLBACK_TIMEOUT_S
         if r["mode"] == ks.KNATIVE:
-            self._apply(hook, "rollback_pin", {"spec": {"predictor": {"canaryTrafficPercent": 0}}},
-                        {"kind": "pinned", "previous": r["previous_revision"]})
+            self._apply(
+                hook,
+                "rollback_pin",
+                {"spec": {"predictor": {"canaryTrafficPercent": 0}}},
+                {"kind": "pinned", "previous": r["previous_revision"]},
+            )
         else:
             obj = hook.get_isvc(r["name"], r["namespace"])
-            self._apply(hook, "rollback_restore", rollback_patch(r, obj), {"kind": "standard"})
+            self._apply(hook, "rollback_restore", rollback_patch(r, obj), restore_condition(r))
         return None
 
     def _rolled_back(self, hook: KServeHook, note: str) -> KServeRolloutError:
@@ -364,6 +445,7 @@ class KServeRolloutOperator(BaseOperator):
         )
 
     def _finish(self, hook: KServeHook, outcome: str) -> dict[str, Any]:
+        self._check_not_killed()
         r = self._rollout
         assert r is not None
         st = ks.IsvcStatus.from_object(hook.get_isvc(r["name"], r["namespace"]))
@@ -453,6 +535,13 @@ def rollback_patch(rollout: dict[str, Any], current: dict[str, Any]) -> dict[str
         target["canaryTrafficPercent"] = 0
     predictor = (current.get("spec") or {}).get("predictor") or {}
     return {"spec": {"predictor": ks.merge_patch_to(predictor, target)}}
+
+
+def restore_condition(rollout: dict[str, Any]) -> dict[str, Any]:
+    """What "the previous spec is back" means: Knative, the restored revision ready at 0% (pinned)."""
+    if rollout["mode"] == ks.KNATIVE:
+        return {"kind": "canary", "percent": 0, "previous": rollout["previous_revision"]}
+    return {"kind": "standard"}
 
 
 def _describe(phase: str, r: dict[str, Any]) -> str:

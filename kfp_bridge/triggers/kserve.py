@@ -18,6 +18,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kfp_bridge.utils import kserve_status as ks
 
+ON_KILL_WAIT_S = 20.0  # of the triggerer's 30 s on_kill budget
+
 
 class KServeRolloutTrigger(BaseTrigger):
     """:param name: InferenceService name. :param namespace: its namespace.
@@ -26,8 +28,16 @@ class KServeRolloutTrigger(BaseTrigger):
     :param rollout: the operator's rollout state (JSON), returned in the event.
     """
 
-    def __init__(self, *, name: str, namespace: str, kubernetes_conn_id: str, condition: dict[str, Any],
-                 deadline: float | None, rollout: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        kubernetes_conn_id: str,
+        condition: dict[str, Any],
+        deadline: float | None,
+        rollout: dict[str, Any],
+    ) -> None:
         super().__init__()
         self.name = name
         self.namespace = namespace
@@ -70,28 +80,69 @@ class KServeRolloutTrigger(BaseTrigger):
         except asyncio.CancelledError:
             raise
         except TimeoutError as exc:
-            yield TriggerEvent({"status": "timeout", "message": f"{exc.args[0]}; rolling back", "rollout": self.rollout})
+            yield TriggerEvent(
+                {"status": "timeout", "message": f"{exc.args[0]}; rolling back", "rollout": self.rollout}
+            )
             return
         except Exception as exc:
             self.log.exception("KServe trigger failed")
-            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}", "rollout": self.rollout})
+            yield TriggerEvent(
+                {"status": "error", "message": f"{type(exc).__name__}: {exc}", "rollout": self.rollout}
+            )
             return
         if verdict.failure is not None:
             yield TriggerEvent({"status": "failed", "message": verdict.failure, "rollout": self.rollout})
             return
-        yield TriggerEvent({"status": "success", "message": "condition reached", "rollout": self.rollout, "object": obj})
+        yield TriggerEvent(
+            {"status": "success", "message": "condition reached", "rollout": self.rollout, "object": obj}
+        )
 
     async def on_kill(self) -> None:
-        """The deferred task was killed: restore the previous spec if the rollout is unfinished."""
-        r = self.rollout
-        if r.get("phase") not in ("rollout", "promote"):
-            return
-        from kfp_bridge.operators.kserve import rollback_patch
+        """The deferred task was killed: restore the previous spec, pinned to the previous revision.
 
+        Airflow does not call the operator's ``on_kill`` for a deferred task (apache/airflow#36090);
+        the triggerer calls this instead and allows it ``[triggerer] on_kill_timeout`` (30 s), so
+        after the one rollback patch it waits briefly to log that the previous revision holds 100%.
+        """
+        from kfp_bridge.operators.kserve import _UNFINISHED, rollback_patch
+
+        r = self.rollout
+        if r.get("phase") not in _UNFINISHED:
+            return
         hook = self._hook()
         try:
             current = await hook.get_isvc(self.name, self.namespace)
-            await hook.patch_isvc(self.name, self.namespace, rollback_patch(r, current))
-            self.log.warning("Task killed: restored the previous spec of %s/%s", self.namespace, self.name)
+            obj = await hook.patch_isvc(self.name, self.namespace, rollback_patch(r, current))
+            self.log.warning(
+                "Task killed during the rollout of %s/%s (phase %s): restored %s",
+                self.namespace,
+                self.name,
+                r["phase"],
+                r.get("previous_uri"),
+            )
         except Exception:
             self.log.exception("Could not roll back %s/%s on kill", self.namespace, self.name)
+            return
+        if r.get("mode") != ks.KNATIVE:
+            return
+        pinned = {
+            "kind": "pinned",
+            "previous": r["previous_revision"],
+            "generation": obj["metadata"]["generation"],
+        }
+        try:
+            done = await hook.wait_isvc(
+                self.name,
+                self.namespace,
+                lambda o: ks.evaluate(pinned, ks.IsvcStatus.from_object(o)).final,
+                ON_KILL_WAIT_S,
+            )
+            self.log.warning("Rolled back on kill: %s", ks.IsvcStatus.from_object(done).progress_line())
+        except Exception:
+            self.log.exception(
+                "The rollback patch of %s/%s went out, but %s did not get 100%% within %ss",
+                self.namespace,
+                self.name,
+                r["previous_revision"],
+                ON_KILL_WAIT_S,
+            )

@@ -1,14 +1,19 @@
 """KServeRolloutOperator against the kube stand-in with real KServe model servers.
 
 Good canary rollout and a failed-load rollback run for real in ``airflow dags test``; smoke-test
-failure, Standard mode, crash recovery and bad input call the operator with a context-like object
+failure, Standard mode, watch chaos and bad input call the operator with a context-like object
 (``ti.xcom_push`` and a dict-backed ``task_state_store``), since Airflow would add nothing there.
-Every InferenceService here is unique to its test, so the tests share the session stand-in.
+Kills and retries run in the shared Airflow stack (``test_kserve_airflow.py``). Every
+InferenceService here is unique to its test, so the tests share the session stand-in.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
+import shutil
 import threading
 import time
 from collections import Counter
@@ -19,7 +24,7 @@ import httpx
 import pytest
 
 from kfp_bridge.operators.kserve import STATE_KEY, KServeRolloutError, KServeRolloutOperator
-from tests.fixtures.kube_stand_in import predictor_status
+from tests.fixtures.kube_stand_in import GROUP, PLURAL, VERSION, predictor_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
@@ -129,11 +134,18 @@ def test_good_canary_rollout_in_airflow(kube_stand_in, iris_models, airflow_dags
     r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
     counts_file = tmp_path / "split.json"
     config = {
-        "inference_service": name, "storage_uri": _uri(iris_models.v2), "canary_traffic_percent": 20,
-        "smoke": f"count:{counts_file}", "split_url": kube_stand_in.serving_url(name), "deferrable": True,
+        "inference_service": name,
+        "storage_uri": _uri(iris_models.v2),
+        "canary_traffic_percent": 20,
+        "smoke": f"count:{counts_file}",
+        "split_url": kube_stand_in.serving_url(name),
+        "deferrable": True,
     }
-    proc = airflow_dags_test(DAG_FILE, "kserve_rollout_test",
-                             env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)})
+    proc = airflow_dags_test(
+        DAG_FILE,
+        "kserve_rollout_test",
+        env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)},
+    )
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert "Deferring" in proc.stdout or "defer" in proc.stdout.lower()
 
@@ -157,11 +169,18 @@ def test_failed_load_rolls_back_in_airflow(kube_stand_in, iris_models, airflow_d
     _create(kube_stand_in, name, iris_models.v1)
     url = kube_stand_in.serving_url(name)
     before = _predictions(url, name)
-    config = {"inference_service": name, "storage_uri": _uri(iris_models.broken), "canary_traffic_percent": 20,
-              "smoke": {"payload": {"instances": ROWS}, "expected_shape": [3]}}
+    config = {
+        "inference_service": name,
+        "storage_uri": _uri(iris_models.broken),
+        "canary_traffic_percent": 20,
+        "smoke": {"payload": {"instances": ROWS}, "expected_shape": [3]},
+    }
     with _Requests(url, name) as load:
-        proc = airflow_dags_test(DAG_FILE, "kserve_rollout_test",
-                                 env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)})
+        proc = airflow_dags_test(
+            DAG_FILE,
+            "kserve_rollout_test",
+            env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)},
+        )
         time.sleep(0.5)
     assert proc.returncode != 0, proc.stdout[-4000:]
     assert "ModelLoadFailed" in proc.stdout and "Rolled back to" in proc.stdout, proc.stdout[-4000:]
@@ -182,12 +201,19 @@ def test_smoke_failure_rolls_back(kube_stand_in, iris_models, kube_conn):
     url = kube_stand_in.serving_url(name)
     before = _predictions(url, name)
     op = KServeRolloutOperator(
-        task_id="t", inference_service=name, storage_uri=_uri(iris_models.v2), canary_traffic_percent=20,
+        task_id="t",
+        inference_service=name,
+        storage_uri=_uri(iris_models.v2),
+        canary_traffic_percent=20,
         smoke_test={"payload": {"instances": ROWS}, "expected_values": [9, 9, 9]},
-        kubernetes_conn_id=kube_conn, timeout=240,
+        kubernetes_conn_id=kube_conn,
+        timeout=240,
     )
     context = _context()
-    with _Requests(url, name) as load, pytest.raises(KServeRolloutError, match=r"smoke test failed.*\[9, 9, 9\]") as err:
+    with (
+        _Requests(url, name) as load,
+        pytest.raises(KServeRolloutError, match=r"smoke test failed.*\[9, 9, 9\]") as err,
+    ):
         op.execute(context)
     assert "Rolled back to" in str(err.value)
     assert load.failures == [], load.failures[:5]
@@ -202,11 +228,20 @@ def test_smoke_failure_rolls_back(kube_stand_in, iris_models, kube_conn):
 # ---- acceptance 5: Standard mode --------------------------------------------------------------------
 def test_standard_mode_direct_rollout_and_rollback(kube_stand_in, iris_models, kube_conn):
     name = "ro-standard"
-    _create(kube_stand_in, name, iris_models.v1, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"})
+    _create(
+        kube_stand_in, name, iris_models.v1, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}
+    )
     url = kube_stand_in.serving_url(name)
     smoke = {"payload": {"instances": ROWS}, "expected_shape": [3], "allowed_values": [0, 1, 2]}
-    good = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=_uri(iris_models.v2),
-                                 canary_traffic_percent=20, smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=240)
+    good = KServeRolloutOperator(
+        task_id="t",
+        inference_service=name,
+        storage_uri=_uri(iris_models.v2),
+        canary_traffic_percent=20,
+        smoke_test=smoke,
+        kubernetes_conn_id=kube_conn,
+        timeout=240,
+    )
     result = good.execute(_context())
     assert result["mode"] == "Standard" and result["canary"] is False and result["outcome"] == "rolled_out"
     obj = kube_stand_in.get_isvc(name)
@@ -214,8 +249,14 @@ def test_standard_mode_direct_rollout_and_rollback(kube_stand_in, iris_models, k
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
     v2_predictions = _predictions(url, name)
 
-    bad = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=_uri(iris_models.broken),
-                                smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=240)
+    bad = KServeRolloutOperator(
+        task_id="t",
+        inference_service=name,
+        storage_uri=_uri(iris_models.broken),
+        smoke_test=smoke,
+        kubernetes_conn_id=kube_conn,
+        timeout=240,
+    )
     with _Requests(url, name) as load, pytest.raises(KServeRolloutError, match="ModelLoadFailed") as err:
         bad.execute(_context())
     assert "Rolled back to" in str(err.value)
@@ -245,8 +286,13 @@ def test_bad_input_rejected_before_any_change(kube_stand_in, iris_models, kube_c
         before = kube_stand_in.get_isvc(name)
     except Exception:
         before = _create(kube_stand_in, name, iris_models.v1)
-    args = {"inference_service": name, "storage_uri": _uri(iris_models.v2), "canary_traffic_percent": 20,
-            "kubernetes_conn_id": kube_conn, **kwargs}
+    args = {
+        "inference_service": name,
+        "storage_uri": _uri(iris_models.v2),
+        "canary_traffic_percent": 20,
+        "kubernetes_conn_id": kube_conn,
+        **kwargs,
+    }
     context = _context()
     with pytest.raises((ValueError, LookupError), match=match):
         KServeRolloutOperator(task_id="t", **args).execute(context)
@@ -255,68 +301,166 @@ def test_bad_input_rejected_before_any_change(kube_stand_in, iris_models, kube_c
     assert STATE_KEY not in context["task_state_store"]
 
 
-# ---- acceptance 6: the task process is killed mid-rollout; the next attempt finishes ---------------
-class _FileStore:
-    """task_state_store kept in a JSON file, so it outlives a killed process (as Airflow's does)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = Path(path)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        data = json.loads(self.path.read_text()) if self.path.exists() else {}
-        return data.get(key, default)
-
-    def set(self, key: str, value: Any, **_: Any) -> None:
-        data = json.loads(self.path.read_text()) if self.path.exists() else {}
-        data[key] = value
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self.path)
+# ---- the hook's watch: history compacted (410), watches ended and connections broken mid-rollout ----
+def slow_model(folder: Path) -> Path:
+    """A model folder whose ``model.joblib`` is a FIFO: loading it blocks until :func:`release`."""
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / "model.joblib")
+    return folder
 
 
-def _crash_child(store_path: str, name: str, uri: str, conn_id: str) -> None:
-    op = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=uri, canary_traffic_percent=20,
-                               smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
-                               kubernetes_conn_id=conn_id, timeout=240)
-    op.execute({"ti": _TI(), "task_state_store": _FileStore(store_path)})
-
-
-def test_killed_mid_rollout_next_attempt_finishes(kube_stand_in, iris_models, kube_conn, tmp_path):
-    import os
-    import subprocess
-    import sys
-
-    name = "ro-crash"
-    _create(kube_stand_in, name, iris_models.v1)
-    r2 = f"{name}-predictor-00002"
-    store_path = tmp_path / "state.json"
-    code = ("from tests.integration.operators.test_kserve_rollout import _crash_child; "
-            f"_crash_child({str(store_path)!r}, {name!r}, {_uri(iris_models.v2)!r}, {kube_conn!r})")
-    child = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[3], env=os.environ.copy())
+def release(folder: Path, model: Path) -> None:
+    """Hand the blocked model server the real model, then make ``model.joblib`` an ordinary file."""
+    fifo = folder / "model.joblib"
+    deadline = time.monotonic() + 120
+    while True:  # the model server opens the file only after importing kserve (seconds)
+        try:
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError as exc:  # ENXIO: no reader yet
+            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
     try:
-        deadline = time.monotonic() + 60
-        while True:  # kill right after the patch, while the new revision loads
-            state = _FileStore(str(store_path)).get(STATE_KEY)
-            if state and state.get("wait") is not None:
-                break
-            assert child.poll() is None and time.monotonic() < deadline, "the child never patched"
-            time.sleep(0.02)
-        child.kill()
-        child.wait(timeout=30)
+        os.set_blocking(fd, True)
+        os.write(fd, (model / "model.joblib").read_bytes())
     finally:
-        if child.poll() is None:
-            child.kill()
-    assert state["phase"] == "rollout"
-    obj = kube_stand_in.get_isvc(name)
-    assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 20  # the kill left a canary in flight
+        os.close(fd)
+    shutil.copy(model / "model.joblib", folder / "model.tmp")
+    os.replace(folder / "model.tmp", fifo)
 
-    store = _FileStore(str(store_path))
-    op = KServeRolloutOperator(task_id="t", inference_service=name, storage_uri=_uri(iris_models.v2),
-                               canary_traffic_percent=20,
-                               smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
-                               kubernetes_conn_id=kube_conn, timeout=240)
-    result = op.execute({"ti": _TI(), "task_state_store": store})
-    assert result["outcome"] == "promoted" and result["new_revision"] == r2
-    obj = kube_stand_in.get_isvc(name)
-    assert _traffic(obj) == [(r2, 100)] and "canaryTrafficPercent" not in obj["spec"]["predictor"]
-    assert store.get(STATE_KEY)["phase"] == "done"
+
+def _wait_watching(kube_stand_in, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while kube_stand_in.admin("GET", "stats")["watchesOpen"] < 1:
+        assert time.monotonic() < deadline, "the operator never opened its watch"
+        time.sleep(0.05)
+
+
+def test_watch_expired_dropped_and_broken_mid_rollout_still_promotes(
+    kube_stand_in, iris_models, kube_conn, tmp_path, capfd
+):
+    name = "ro-watch"
+    _create(kube_stand_in, name, iris_models.v1)
+    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    model = slow_model(tmp_path / "v2-slow")
+    op = KServeRolloutOperator(
+        task_id="t",
+        inference_service=name,
+        storage_uri=_uri(model),
+        canary_traffic_percent=20,
+        smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
+        kubernetes_conn_id=kube_conn,
+        timeout=120,
+    )
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = op.execute(_context())
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        kube_stand_in.wait_for(
+            name,
+            lambda o: predictor_status(o).get("latestCreatedRevision") == r2,
+            timeout=60,
+            what="the canary revision created",
+        )
+        _wait_watching(kube_stand_in)
+        # Move the global resourceVersion past the watched object's, forget the history, end every
+        # watch: the operator's resume from its last resourceVersion gets 410 and must re-list.
+        kube_stand_in.create_isvc("ro-watch-bump", "/nonexistent", namespace="watch-bump")
+        compacted = int(kube_stand_in.admin("POST", "compact")["compactedResourceVersion"])
+        assert int(kube_stand_in.get_isvc(name)["metadata"]["resourceVersion"]) < compacted
+        assert kube_stand_in.admin("POST", "drop-watches")["dropped"] >= 1
+        time.sleep(1.0)
+        _wait_watching(kube_stand_in)
+        assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["dropped"] >= 1
+        time.sleep(1.0)
+        assert worker.is_alive(), outcome  # still waiting for the canary, not failed
+        release(model, iris_models.v2)
+        worker.join(timeout=120)
+    finally:
+        with contextlib.suppress(Exception):
+            kube_stand_in.api().delete_namespaced_custom_object(
+                GROUP, VERSION, "watch-bump", PLURAL, "ro-watch-bump"
+            )
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert (result["outcome"], result["previous_revision"], result["new_revision"]) == ("promoted", r1, r2)
+    assert _traffic(kube_stand_in.get_isvc(name)) == [(r2, 100)]
+    logs = capfd.readouterr()
+    text = logs.out + logs.err
+    assert "expired (410); re-listing" in text
+    assert "broke (ProtocolError" in text
+
+
+def test_trigger_watch_survives_expiry_and_broken_connections(
+    kube_stand_in, iris_models, kube_conn, tmp_path, capfd
+):
+    """The deferrable path: KServeAsyncHook (kubernetes_asyncio) under the same watch chaos."""
+    import asyncio
+
+    from kfp_bridge.triggers.kserve import KServeRolloutTrigger
+
+    name = "ro-watch-async"
+    _create(kube_stand_in, name, iris_models.v1)
+    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    model = slow_model(tmp_path / "v2-slow")
+    obj = kube_stand_in.patch_isvc(
+        name,
+        {
+            "metadata": {"annotations": {"serving.kserve.io/enable-tag-routing": "true"}},
+            "spec": {"predictor": {"canaryTrafficPercent": 20, "model": {"storageUri": _uri(model)}}},
+        },
+    )
+    trigger = KServeRolloutTrigger(
+        name=name,
+        namespace="default",
+        kubernetes_conn_id=kube_conn,
+        condition={
+            "kind": "canary",
+            "percent": 20,
+            "previous": r1,
+            "generation": obj["metadata"]["generation"],
+        },
+        deadline=time.time() + 120,
+        rollout={"phase": "rollout"},
+    )
+    events: list[Any] = []
+
+    async def first_event() -> None:
+        async for event in trigger.run():
+            events.append(event.payload)
+            return
+
+    worker = threading.Thread(target=lambda: asyncio.run(first_event()), daemon=True)
+    worker.start()
+    try:
+        _wait_watching(kube_stand_in)
+        kube_stand_in.create_isvc("ro-watch-bump2", "/nonexistent", namespace="watch-bump")
+        kube_stand_in.admin("POST", "compact")
+        assert kube_stand_in.admin("POST", "drop-watches")["dropped"] >= 1
+        time.sleep(1.0)
+        _wait_watching(kube_stand_in)
+        assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["dropped"] >= 1
+        time.sleep(1.0)
+        assert worker.is_alive() and events == []
+        release(model, iris_models.v2)
+        worker.join(timeout=120)
+    finally:
+        with contextlib.suppress(Exception):
+            kube_stand_in.api().delete_namespaced_custom_object(
+                GROUP, VERSION, "watch-bump", PLURAL, "ro-watch-bump2"
+            )
+        # Leave the service whole: promote the canary (or drop it if the test failed early).
+        kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"canaryTrafficPercent": None}}})
+    assert [e["status"] for e in events] == ["success"], events
+    assert _traffic(events[0]["object"]) == [(r1, 80), (r2, 20)]
+    logs = capfd.readouterr()
+    assert "expired (410); re-listing" in logs.out + logs.err
+    assert "broke (" in logs.out + logs.err

@@ -1,0 +1,46 @@
+"""Rollout DAGs for the shared Airflow stack: everything per run comes from ``dag_run.conf``.
+
+``kserve_ops_crash``: one sync rollout with a retry (the test SIGKILLs the first try).
+``kserve_ops_kill``: a sync and a deferrable rollout side by side (the test marks both failed).
+``kserve_ops_canary``: a deferrable rollout with ``promote=False`` (the canary stays).
+Connection ``kube_ops`` is created by the test module through the REST API.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG
+
+from kfp_bridge.operators.kserve import KServeRolloutOperator
+
+CONN_ID = "kube_ops"
+ROWS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]]
+SMOKE = {"payload": {"instances": ROWS}, "expected_shape": [3], "allowed_values": [0, 1, 2]}
+START = pendulum.datetime(2026, 11, 1, tz="UTC")
+
+
+def rollout(task_id: str, prefix: str, **kwargs: object) -> KServeRolloutOperator:
+    return KServeRolloutOperator(
+        task_id=task_id,
+        inference_service="{{ dag_run.conf['" + prefix + "_isvc'] }}",
+        storage_uri="{{ dag_run.conf['" + prefix + "_uri'] }}",
+        namespace="default",
+        canary_traffic_percent=20,
+        smoke_test=SMOKE,
+        kubernetes_conn_id=CONN_ID,
+        timeout=180,
+        **kwargs,
+    )
+
+
+with DAG(dag_id="kserve_ops_crash", schedule=None, start_date=START, catchup=False, tags=["test"]):
+    rollout("rollout", "crash", retries=1, retry_delay=timedelta(seconds=1))
+
+with DAG(dag_id="kserve_ops_kill", schedule=None, start_date=START, catchup=False, tags=["test"]):
+    rollout("sync", "sync", deferrable=False)
+    rollout("deferred", "deferred", deferrable=True)
+
+with DAG(dag_id="kserve_ops_canary", schedule=None, start_date=START, catchup=False, tags=["test"]):
+    rollout("canary", "canary", deferrable=True, promote=False)

@@ -1,0 +1,303 @@
+"""KServeRolloutOperator in the shared real Airflow stack (scheduler, triggerer, LocalExecutor).
+
+What only a real Airflow can show: a task process SIGKILLed mid-rollout whose retry resumes from
+``task_state_store``; a running task and a deferred task marked failed through the REST API (the
+operator's and the trigger's ``on_kill``); and ``promote=False`` with its XCom. A model folder whose
+``model.joblib`` is a FIFO keeps a revision loading until the test writes the real model into it,
+so "mid-rollout" is a state the test holds, not a race it hopes to win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from kfp_bridge.local.airflow import AirflowStack
+from tests.fixtures.kube_stand_in import GROUP, PLURAL, VERSION, IrisModels, KubeStandIn, predictor_status
+from tests.integration.operators.conftest import explain
+from tests.integration.operators.test_kserve_rollout import release, slow_model
+
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("airflow")]
+
+DAG_FILE = Path(__file__).parent / "kserve_dags" / "kserve_ops.py"
+CONN_ID = "kube_ops"  # as in kserve_dags/kserve_ops.py
+RUN_TIMEOUT = 180
+KILL_TIMEOUT = 90
+# One InferenceService per test, created together (their model servers start in parallel).
+ISVCS = ("ro-af-crash", "ro-af-sync", "ro-af-deferred", "ro-af-canary")
+
+
+def _uri(path: Path) -> str:
+    return f"file://{path}"
+
+
+def _traffic(obj: dict[str, Any]) -> list[tuple[str, int]]:
+    return sorted((t["revisionName"], t["percent"]) for t in predictor_status(obj).get("traffic", []))
+
+
+def _serving(traffic: list[tuple[str, int]]) -> set[str]:
+    """Revisions that take requests: more than one means the traffic is split."""
+    return {revision for revision, percent in traffic if percent > 0}
+
+
+@pytest.fixture(scope="module")
+def kube_ops(airflow_stack: AirflowStack, kube_stand_in: KubeStandIn) -> Iterator[AirflowStack]:
+    """The shared stack with connection ``kube_ops`` (kubeconfig of the session kube stand-in) and the DAGs."""
+    body = {
+        "connection_id": CONN_ID,
+        "conn_type": "kubernetes",
+        "extra": json.dumps({"kube_config_path": str(kube_stand_in.kubeconfig)}),
+    }
+    response = airflow_stack.post("/api/v2/connections", body)
+    assert response.status_code == 201, response.text
+    airflow_stack.add_dag_file(DAG_FILE)
+    for dag_id in ("kserve_ops_crash", "kserve_ops_kill", "kserve_ops_canary"):
+        airflow_stack.wait_dag_parsed(dag_id, 120, file_name=DAG_FILE.name)
+    yield airflow_stack
+    airflow_stack.request("DELETE", f"/api/v2/connections/{CONN_ID}")
+
+
+@pytest.fixture(scope="module")
+def isvcs(kube_stand_in: KubeStandIn, iris_models: IrisModels) -> dict[str, dict[str, Any]]:
+    for name in ISVCS:
+        kube_stand_in.create_isvc(name, iris_models.v1)
+    return {name: kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180) for name in ISVCS}
+
+
+class TrafficLog(threading.Thread):
+    """Watches one InferenceService and records (wall time, generation, spec canary, traffic) per change."""
+
+    def __init__(self, kube: KubeStandIn, name: str) -> None:
+        super().__init__(daemon=True)
+        self.kube, self.name = kube, name
+        self.records: list[tuple[float, int, Any, list[tuple[str, int]]]] = []
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+
+    def _record(self, obj: dict[str, Any]) -> str:
+        predictor = obj["spec"]["predictor"]
+        self.records.append(
+            (time.time(), obj["metadata"]["generation"], predictor.get("canaryTrafficPercent"), _traffic(obj))
+        )
+        return obj["metadata"]["resourceVersion"]
+
+    def run(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        api = self.kube.api()
+        try:
+            rv = self._record(api.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, self.name))
+            while not self.stop_event.is_set():
+                try:
+                    for event in watch.Watch().stream(
+                        api.list_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        "default",
+                        PLURAL,
+                        field_selector=f"metadata.name={self.name}",
+                        resource_version=rv,
+                        timeout_seconds=1,
+                    ):
+                        rv = self._record(event["object"])
+                except ApiException as exc:
+                    if exc.status != 410:
+                        raise
+                    rv = self._record(
+                        api.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, self.name)
+                    )
+        except BaseException as exc:  # surfaced by __exit__
+            self.error = exc
+
+    def __enter__(self) -> TrafficLog:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_event.set()
+        self.join(timeout=30)
+
+    def split_after(self, moment: float) -> list[tuple[float, int, Any, list[tuple[str, int]]]]:
+        return [r for r in self.records if r[0] >= moment and len(_serving(r[3])) > 1]
+
+
+def _end_time(ti: dict[str, Any]) -> float:
+    return datetime.fromisoformat(ti["end_date"].replace("Z", "+00:00")).timestamp()
+
+
+def _task_process(stack: AirflowStack, ti: dict[str, Any]) -> psutil.Process:
+    """The task runner of ``ti``: a process of this stack titled ``airflow worker -- <ti id>``.
+
+    setproctitle reuses the memory of argv and environ for the title (so the stack's marker
+    variable is unreadable there, and argv is padded with empty strings): the process is
+    recognised as a descendant of the stack's services instead.
+    """
+    title = f"airflow worker -- {ti['id']}"
+    found = [p for p in stack._processes() if _first_arg(p) == title]
+    assert [p.pid for p in found] == [ti["pid"]], (ti, [(p.pid, _first_arg(p)) for p in found])
+    return found[0]
+
+
+def _first_arg(proc: psutil.Process) -> str:
+    with contextlib.suppress(psutil.Error):
+        return (proc.cmdline() or [""])[0]
+    return ""
+
+
+def _log(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
+    return stack.task_log(dag_id, run_id, task_id, try_number)
+
+
+def _wait_log(
+    stack: AirflowStack,
+    dag_id: str,
+    run_id: str,
+    task_id: str,
+    text: str,
+    try_number: int = 1,
+    timeout: float = 60,
+) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(Exception):  # the log may not exist yet
+            log = _log(stack, dag_id, run_id, task_id, try_number)
+            if text in log:
+                return log
+        if time.monotonic() > deadline:
+            pytest.fail(f"{task_id} try {try_number}: {text!r} never appeared in its log")
+        time.sleep(0.5)
+
+
+# ---- acceptance 6: SIGKILL mid-rollout, the retry finishes it, traffic is never left split ----------
+def test_task_killed_mid_rollout_the_retry_promotes_and_traffic_is_not_left_split(
+    kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict, tmp_path: Path
+) -> None:
+    stack, dag_id, name = kube_ops, "kserve_ops_crash", "ro-af-crash"
+    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    model = slow_model(tmp_path / "v2-slow")
+    with TrafficLog(kube_stand_in, name) as log:
+        run_id = stack.trigger_dag(dag_id, conf={"crash_isvc": name, "crash_uri": _uri(model)})
+        # The canary patch is in and its revision is loading (blocked on the FIFO): mid-rollout.
+        obj = kube_stand_in.wait_for(
+            name,
+            lambda o: predictor_status(o).get("latestCreatedRevision") == r2,
+            timeout=RUN_TIMEOUT,
+            what="the canary revision created",
+        )
+        assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 20
+        _wait_log(stack, dag_id, run_id, "rollout", f"latestCreated={r2}")  # the first try is watching
+        ti = stack.task_instance(dag_id, run_id, "rollout")
+        assert (ti["state"], ti["try_number"]) == ("running", 1)
+        _task_process(stack, ti).send_signal(signal.SIGKILL)
+
+        # The retry comes up and resumes; only then may the model finish loading.
+        assert stack.wait_task_state(dag_id, run_id, "rollout", ("running",), RUN_TIMEOUT) == "running"
+        _wait_log(stack, dag_id, run_id, "rollout", "Resuming an unfinished rollout", try_number=2)
+        release(model, iris_models.v2)
+        state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
+        ti = stack.task_instance(dag_id, run_id, "rollout")
+        time.sleep(2)  # anything that happens after the task ended must show up in the log
+    assert log.error is None, log.error
+    assert state == "success", explain(stack, dag_id, run_id)
+    assert (ti["state"], ti["try_number"]) == ("success", 2)
+
+    # The canary really held 20/80 between the tries, and nothing was split after the task ended.
+    assert any(traffic == [(r1, 80), (r2, 20)] for *_, traffic in log.records), log.records
+    assert log.split_after(_end_time(ti)) == []
+    obj = kube_stand_in.get_isvc(name)
+    assert _traffic(obj) == [(r2, 100)] and "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    result = stack.xcom(dag_id, run_id, "rollout")
+    assert (result["outcome"], result["previous_revision"], result["new_revision"]) == ("promoted", r1, r2)
+    assert [(t["revision"], t["percent"]) for t in result["traffic"]] == [(r2, 100)]
+    first = _log(stack, dag_id, run_id, "rollout", 1)
+    assert "rolling out" in first and "promoting" not in first
+
+
+# ---- on_kill: a running task and a deferred task marked failed roll back ----------------------------
+def test_marking_a_running_and_a_deferred_rollout_failed_rolls_both_back(
+    kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict, tmp_path: Path
+) -> None:
+    stack, dag_id = kube_ops, "kserve_ops_kill"
+    names = {"sync": "ro-af-sync", "deferred": "ro-af-deferred"}
+    conf = {}
+    for task_id, name in names.items():
+        conf[f"{task_id}_isvc"] = name
+        conf[f"{task_id}_uri"] = _uri(slow_model(tmp_path / f"{task_id}-slow"))
+    logs = {task_id: TrafficLog(kube_stand_in, name) for task_id, name in names.items()}
+    for log in logs.values():
+        log.start()
+    try:
+        run_id = stack.trigger_dag(dag_id, conf=conf)
+        for name in names.values():
+            kube_stand_in.wait_for(
+                name,
+                lambda o, n=name: predictor_status(o).get("latestCreatedRevision") == f"{n}-predictor-00002",
+                timeout=RUN_TIMEOUT,
+                what="the canary revision created",
+            )
+        assert stack.wait_task_state(dag_id, run_id, "deferred", ("deferred",), RUN_TIMEOUT) == "deferred"
+        # Both are waiting on their watch (the trigger logs its first look at the object).
+        for task_id, name in names.items():
+            _wait_log(stack, dag_id, run_id, task_id, f"latestCreated={name}-predictor-00002")
+        assert stack.task_instance(dag_id, run_id, "sync")["state"] == "running"
+
+        # What on-call does in the UI: mark them failed; Airflow kills the task and the trigger.
+        for task_id in names:
+            response = stack.patch(
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}", {"new_state": "failed"}
+            )
+            assert response.status_code == 200, response.text
+        for task_id, name in names.items():
+            r1 = f"{name}-predictor-00001"
+            kube_stand_in.wait_for(
+                name,
+                lambda o, r1=r1: (
+                    o["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
+                    and _serving(_traffic(o)) == {r1}
+                ),
+                timeout=KILL_TIMEOUT,
+                what=f"{task_id}: rolled back to {r1}",
+            )
+        assert stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "failed"
+        tis = {task_id: stack.task_instance(dag_id, run_id, task_id) for task_id in names}
+        time.sleep(2)
+    finally:
+        for log in logs.values():
+            log.__exit__()
+    for task_id, name in names.items():
+        r1 = f"{name}-predictor-00001"
+        assert logs[task_id].error is None, logs[task_id].error
+        assert (tis[task_id]["state"], tis[task_id]["try_number"]) == ("failed", 1)
+        obj = kube_stand_in.get_isvc(name)
+        # The previous spec is back, pinned (canaryTrafficPercent 0) to the previous revision.
+        assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 0
+        assert _serving(_traffic(obj)) == {r1} and dict(_traffic(obj))[r1] == 100
+        assert logs[task_id].split_after(_end_time(tis[task_id])) == []
+    assert "Rolled back ro-af-sync on kill" in _log(stack, dag_id, run_id, "sync", 1)
+
+
+# ---- promote=False: the canary stays, and XCom says so ------------------------------------------------
+def test_promote_false_leaves_the_canary_and_says_so(
+    kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict
+) -> None:
+    stack, dag_id, name = kube_ops, "kserve_ops_canary", "ro-af-canary"
+    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    run_id = stack.trigger_dag(dag_id, conf={"canary_isvc": name, "canary_uri": _uri(iris_models.v2)})
+    assert stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "success", explain(stack, dag_id, run_id)
+    result = stack.xcom(dag_id, run_id, "canary")
+    assert (result["outcome"], result["canary"], result["new_revision"]) == ("canary", True, r2)
+    assert sorted((t["revision"], t["percent"]) for t in result["traffic"]) == [(r1, 80), (r2, 20)]
+    obj = kube_stand_in.get_isvc(name)
+    assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 20
+    assert _traffic(obj) == [(r1, 80), (r2, 20)]
