@@ -10,6 +10,15 @@
   ``GET /_admin/faults`` shows the current settings.
 * Admin paths are never subject to faults, but they do need the bearer token when
   ``--token-file`` is set, like every other path.
+* ``POST /_admin/synthetic`` with ``{"enabled": true, "duration_seconds": 30, "jitter_seconds": 5,
+  "outcomes": {"<run display_name>": "FAILED"}, "seed": 1}`` (all optional): runs created from now on
+  are not executed but go PENDING → RUNNING → SUCCEEDED (or the outcome named for their
+  display_name) on a timer of ``duration_seconds`` plus up to ``jitter_seconds``, walking their
+  root tasks one after another (:mod:`~kfp_bridge.local.kfp.synthetic`). Terminate cancels them.
+  Off by default; ``DELETE /_admin/synthetic`` switches it off again (runs already simulated carry
+  on). ``GET /_admin/synthetic`` shows the settings; ``GET /_admin/synthetic/finished`` →
+  ``{"finished": {run_id: unix_seconds}}`` gives exact terminal times (``finished_at`` on the wire
+  has whole seconds, as on the real server).
 * Response recording: with ``--admin`` and the environment variable ``KFP_BRIDGE_RECORD_RESPONSES``
   set to a file path, every ``/apis/`` response is appended there as a JSON line
   ``{"method", "route", "path", "status", "body"}`` so tests can check each one against the
@@ -29,6 +38,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from kfp_bridge.local.kfp.synthetic import SyntheticRuns
 from kfp_bridge.local.kfp.wire import bad_request
 
 RECORD_ENV = "KFP_BRIDGE_RECORD_RESPONSES"
@@ -130,7 +140,15 @@ class ResponseRecorder:
             handle.write(line + "\n")
 
 
-def admin_router(stats: Stats, faults: Faults) -> APIRouter:
+async def _json_object(request: Request, what: str) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise bad_request(f"{what} body is not JSON: {exc}") from exc
+
+
+def admin_router(stats: Stats, faults: Faults, synthetic: SyntheticRuns | None = None) -> APIRouter:
     router = APIRouter(prefix="/_admin")
 
     @router.get("/stats")
@@ -148,16 +166,30 @@ def admin_router(stats: Stats, faults: Faults) -> APIRouter:
 
     @router.post("/faults")
     async def set_faults(request: Request) -> JSONResponse:
-        raw = await request.body()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError as exc:
-            raise bad_request(f"faults body is not JSON: {exc}") from exc
-        return JSONResponse(faults.configure(body))
+        return JSONResponse(faults.configure(await _json_object(request, "faults")))
 
     @router.delete("/faults")
     def clear_faults() -> JSONResponse:
         faults.clear()
         return JSONResponse({})
+
+    if synthetic is not None:
+
+        @router.get("/synthetic")
+        def get_synthetic() -> JSONResponse:
+            return JSONResponse(synthetic.describe())
+
+        @router.post("/synthetic")
+        async def set_synthetic(request: Request) -> JSONResponse:
+            return JSONResponse(synthetic.configure(await _json_object(request, "synthetic")))
+
+        @router.delete("/synthetic")
+        def disable_synthetic() -> JSONResponse:
+            synthetic.disable()
+            return JSONResponse({})
+
+        @router.get("/synthetic/finished")
+        def synthetic_finished() -> JSONResponse:
+            return JSONResponse({"finished": synthetic.finished_times()})
 
     return router

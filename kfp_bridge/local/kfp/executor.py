@@ -21,6 +21,7 @@ from typing import Any
 
 from kfp_bridge.local.kfp import progress, specs
 from kfp_bridge.local.kfp.store import Store
+from kfp_bridge.local.kfp.synthetic import SyntheticRuns
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
 KILL_GRACE_SECONDS = 1.0
@@ -53,10 +54,13 @@ class Executor:
     """:param store: where run documents live.
     :param runs_dir: one folder per run (spec, events, logs, outputs).
     :param max_parallel: how many runs execute at once; the rest wait in PENDING.
+    :param synthetic: when given and enabled (admin only), new runs are simulated instead of executed.
     """
 
-    def __init__(self, store: Store, runs_dir: Path, max_parallel: int | None = None) -> None:
+    def __init__(self, store: Store, runs_dir: Path, max_parallel: int | None = None,
+                 synthetic: SyntheticRuns | None = None) -> None:
         self._store = store
+        self.synthetic = synthetic
         self._runs_dir = runs_dir
         self._slots = threading.BoundedSemaphore(max_parallel or max(4, os.cpu_count() or 1))
         self._lock = threading.Lock()
@@ -69,6 +73,9 @@ class Executor:
     # ----- public operations (called from request threads) -----
 
     def start(self, run_id: str, attempt: int) -> None:
+        if self.synthetic is not None and self.synthetic.enabled:
+            self.synthetic.start(run_id)
+            return
         active = _Active(attempt=attempt)
         with self._lock:
             self._active[run_id] = active
@@ -76,6 +83,8 @@ class Executor:
 
     def terminate(self, run_id: str) -> None:
         """Kill the run's process tree; the driver thread then records CANCELED."""
+        if self.synthetic is not None and self.synthetic.terminate(run_id):
+            return
         with self._lock:
             active = self._active.get(run_id)
             if active is None:
@@ -92,6 +101,8 @@ class Executor:
             threading.Timer(KILL_GRACE_SECONDS, _kill_group, args=(proc.pid, signal.SIGKILL)).start()
 
     def is_active(self, run_id: str) -> bool:
+        if self.synthetic is not None and self.synthetic.owns(run_id):
+            return True
         with self._lock:
             return run_id in self._active
 
@@ -115,6 +126,8 @@ class Executor:
     def shutdown(self) -> None:
         """Stop watching and kill every running process tree; the next start marks those runs FAILED."""
         self._stopping.set()
+        if self.synthetic is not None:
+            self.synthetic.shutdown()
         with self._lock:
             procs = [a.proc for a in self._active.values() if a.proc is not None]
         for proc in procs:

@@ -9,6 +9,8 @@ so the loop never waits on SQLite or a subprocess. Errors use the grpc-gateway b
 The gateway middleware runs before routing: bearer-token check (``--token-file``, see
 :mod:`~kfp_bridge.local.kfp.auth`), request counting and fault injection for ``/apis/`` (see
 :mod:`~kfp_bridge.local.kfp.admin`, only with ``--admin``) and optional response recording.
+With ``--admin``, ``/_admin/synthetic`` can also make new runs finish on a timer instead of
+executing (:mod:`~kfp_bridge.local.kfp.synthetic`; off by default).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from kfp_bridge.local.kfp.auth import TokenCheck
 from kfp_bridge.local.kfp.executor import Executor
 from kfp_bridge.local.kfp.service import KfpService
 from kfp_bridge.local.kfp.store import Store
+from kfp_bridge.local.kfp.synthetic import SyntheticRuns
 from kfp_bridge.local.kfp.wire import API, ApiError
 
 log = logging.getLogger(__name__)
@@ -126,7 +129,9 @@ def create_app(state_dir: Path, *, token_file: Path | None = None, admin: bool =
     """Build the app; the store opens and stale runs are recovered when the app starts."""
     state_dir = Path(state_dir).absolute()
     store = Store(state_dir / "kfp.sqlite")
-    executor = Executor(store, state_dir / "runs", max_parallel=max_parallel_runs)
+    # Synthetic runs are an admin-only benchmark aid; without --admin nothing can switch them on.
+    synthetic = SyntheticRuns(store) if admin else None
+    executor = Executor(store, state_dir / "runs", max_parallel=max_parallel_runs, synthetic=synthetic)
     service = KfpService(store, executor)
 
     @asynccontextmanager
@@ -164,7 +169,7 @@ def create_app(state_dir: Path, *, token_file: Path | None = None, admin: bool =
     stats = faults = None
     if admin:
         stats, faults = Stats(), Faults()
-        app.include_router(admin_router(stats, faults))
+        app.include_router(admin_router(stats, faults, synthetic))
     record_path = os.environ.get(RECORD_ENV) if admin else None
     recorder = ResponseRecorder(Path(record_path) if record_path else None)
     app.add_middleware(Gateway, auth=TokenCheck(Path(token_file) if token_file else None), stats=stats,
