@@ -32,6 +32,7 @@ from tests.fixtures.kfp_stand_in import KfpStandIn, start_kfp_stand_in
 DAGS = Path(__file__).parent / "dags"
 CONN_ID = "kfp_chaos"
 RESTART_CONN_ID = "kfp_chaos_restart"
+KUBE_CONN_ID = "kube_chaos"
 STARTUP_TIMEOUT = 300.0
 PARSE_TIMEOUT = 180.0
 # Two cores shared with other test sessions: waits are generous, but every one of them is bounded.
@@ -39,7 +40,9 @@ RUN_TIMEOUT = 420.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "chaos: scripted faults against real Airflow services and the stand-ins (slow)")
+    config.addinivalue_line(
+        "markers", "chaos: scripted faults against real Airflow services and the stand-ins (slow)"
+    )
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,7 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     repeat = metafunc.config.getoption("--chaos-repeat")
     if repeat > 1 and "chaos_round" in metafunc.fixturenames:
-        metafunc.parametrize("chaos_round", range(1, repeat + 1), ids=[f"round{i}" for i in range(1, repeat + 1)])
+        metafunc.parametrize(
+            "chaos_round", range(1, repeat + 1), ids=[f"round{i}" for i in range(1, repeat + 1)]
+        )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -79,13 +84,19 @@ class ChaosEnv:
     token: str
     restart_port: int
     restart_state: Path
+    kube_state: Path
 
 
 @pytest.fixture(scope="session")
 def chaos_env(tmp_path_factory: pytest.TempPathFactory) -> ChaosEnv:
     root = tmp_path_factory.mktemp("chaos")
-    return ChaosEnv(root=root, token=f"chaos-{secrets.token_hex(8)}", restart_port=free_port(),
-                    restart_state=root / "kfp-restart")
+    return ChaosEnv(
+        root=root,
+        token=f"chaos-{secrets.token_hex(8)}",
+        restart_port=free_port(),
+        restart_state=root / "kfp-restart",
+        kube_state=root / "kube",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -105,19 +116,39 @@ def chaos_stack(chaos_env: ChaosEnv, chaos_kfp: KfpStandIn) -> Iterator[AirflowS
     restart_token = chaos_env.restart_state.parent / f"{chaos_env.restart_state.name}.token"
     env = {
         f"AIRFLOW_CONN_{CONN_ID.upper()}": _conn(chaos_kfp.host, chaos_kfp.token_file),
-        f"AIRFLOW_CONN_{RESTART_CONN_ID.upper()}": _conn(f"http://127.0.0.1:{chaos_env.restart_port}", restart_token),
+        f"AIRFLOW_CONN_{RESTART_CONN_ID.upper()}": _conn(
+            f"http://127.0.0.1:{chaos_env.restart_port}", restart_token
+        ),
+        # The kube stand-in starts in its own test; start_kube_stand_in writes <state dir>/kubeconfig.
+        f"AIRFLOW_CONN_{KUBE_CONN_ID.upper()}": json.dumps(
+            {
+                "conn_type": "kubernetes",
+                "extra": {"kube_config_path": str(chaos_env.kube_state / "kubeconfig")},
+            }
+        ),
         # Triggers of a dead triggerer are handed to a live one after this long (default 30 s).
         "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
     }
     root = chaos_env.root / "airflow"
-    stack = AirflowStack(home=root / "home", dags_folder=root / "dags", env=env,
-                         cache_dir=chaos_env.root.parent / "airflow-db-cache")
+    stack = AirflowStack(
+        home=root / "home",
+        dags_folder=root / "dags",
+        env=env,
+        cache_dir=chaos_env.root.parent / "airflow-db-cache",
+    )
     with stack:
         stack.wait_ready(STARTUP_TIMEOUT)
         compile_nap(stack.dags_folder / "chaos_pipelines")
-        for name in ("chaos_crash.py", "chaos_fleet.py", "chaos_wait.py"):
+        for name in ("chaos_crash.py", "chaos_fleet.py", "chaos_wait.py", "chaos_rollout.py"):
             stack.add_dag_file(DAGS / name)
-        for dag_id in ("chaos_crash_sync", "chaos_crash_deferred", "chaos_fleet", "chaos_wait", "chaos_restart"):
+        for dag_id in (
+            "chaos_crash_sync",
+            "chaos_crash_deferred",
+            "chaos_fleet",
+            "chaos_wait",
+            "chaos_restart",
+            "chaos_rollout",
+        ):
             stack.wait_dag_parsed(dag_id, PARSE_TIMEOUT)
         yield stack
     leftovers = [p for p in stack.pids() if psutil.pid_exists(p)]
@@ -153,7 +184,9 @@ def tag_of(dag_id: str, task_id: str, run_id: str, map_index: int = -1) -> str:
     return run_tag(dag_id, task_id, run_id, map_index)
 
 
-def poll(check: Callable[[], Any], timeout: float, what: Callable[[], str] | str, interval: float = 0.2) -> Any:
+def poll(
+    check: Callable[[], Any], timeout: float, what: Callable[[], str] | str, interval: float = 0.2
+) -> Any:
     """Call ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -165,7 +198,9 @@ def poll(check: Callable[[], Any], timeout: float, what: Callable[[], str] | str
         time.sleep(interval)
 
 
-def task_process(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, timeout: float = RUN_TIMEOUT) -> psutil.Process:
+def task_process(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, timeout: float = RUN_TIMEOUT
+) -> psutil.Process:
     """The running task's own process (``airflow worker -- <ti id>``), checked by its title."""
 
     def find() -> psutil.Process | None:
@@ -189,7 +224,9 @@ def request_count(stand_in: KfpStandIn, label: str) -> int:
     return stand_in.stats()["requests"].get(label, 0)
 
 
-def tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> list[tuple[int, str]]:
+def tries(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, map_index: int = -1
+) -> list[tuple[int, str]]:
     return sorted((t["try_number"], t["state"]) for t in stack.task_tries(dag_id, run_id, task_id, map_index))
 
 
@@ -207,3 +244,46 @@ def explain(stack: AirflowStack, dag_id: str, run_id: str) -> str:
             errors = [line[:800] for line in log.splitlines() if line.startswith(("[error]", "[warning]"))]
             lines.extend(f"  try {attempt}: {line}" for line in errors[-4:])
     return "\n".join(lines[:200])
+
+
+WAIT_TASKS = ("sync", "deferred", "sync_fails", "deferred_fails")
+
+
+def wait_until_waiting(stack: AirflowStack, stand_in: KfpStandIn, dag_id: str, run_id: str) -> dict[str, Any]:
+    """Wait until the four tasks of chaos_wait/chaos_restart wait on four RUNNING runs; task -> run."""
+    for task_id in WAIT_TASKS:
+        state = "deferred" if task_id.startswith("deferred") else "running"
+        assert stack.wait_task_state(dag_id, run_id, task_id, (state,), RUN_TIMEOUT) == state
+
+    def running() -> dict[str, Any] | None:
+        runs = runs_by_tag(stand_in, dag_id, run_id)
+        found = {t: runs.get(tag_of(dag_id, t, run_id), []) for t in WAIT_TASKS}
+        if all(len(r) == 1 and r[0].state == "RUNNING" for r in found.values()):
+            return {t: r[0] for t, r in found.items()}
+        return None
+
+    return poll(running, RUN_TIMEOUT, f"the four runs of {dag_id}/{run_id} never all ran", 0.5)
+
+
+def check_outcome(
+    stack: AirflowStack,
+    stand_in: KfpStandIn,
+    dag_id: str,
+    run_id: str,
+    expected: dict[str, tuple[list[tuple[int, str]], str]],
+    runs_before: dict[str, Any],
+) -> None:
+    """Each task's tries and its one KFP run's final state; the run is the one it started with."""
+    runs = runs_by_tag(stand_in, dag_id, run_id)
+    assert sorted(runs) == sorted(tag_of(dag_id, t, run_id) for t in expected), runs
+    for task_id, (want_tries, want_state) in expected.items():
+        (kfp_run,) = runs[tag_of(dag_id, task_id, run_id)]  # 0 duplicates
+        assert kfp_run.run_id == runs_before[task_id].run_id
+        assert kfp_run.state == want_state, (task_id, kfp_run.state)
+        assert tries(stack, dag_id, run_id, task_id) == want_tries, (task_id, explain(stack, dag_id, run_id))
+        last = stack.task_log(dag_id, run_id, task_id, want_tries[-1][0])
+        if want_state == "SUCCEEDED":
+            assert stack.xcom(dag_id, run_id, task_id)["run_id"] == kfp_run.run_id
+        else:
+            # Failed for the right reason, naming the step, not because of the fault.
+            assert "nap-step was asked to fail" in last, last[-3000:]

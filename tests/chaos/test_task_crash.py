@@ -60,14 +60,24 @@ def test_task_killed_at_each_point_leaves_exactly_one_run(
         proc = task_process(chaos_stack, dag_id, run_id, task_id)
         if phase == "before_create":
             # The first KFP call of _submit: the run cannot exist yet.
-            poll(lambda: request_count(chaos_kfp, EXPERIMENTS) > listed_before, 120, "no experiments lookup", 0.05)
+            poll(
+                lambda: request_count(chaos_kfp, EXPERIMENTS) > listed_before,
+                120,
+                "no experiments lookup",
+                0.05,
+            )
             kill(proc)
             assert request_count(chaos_kfp, CREATE_RUN) == created_before
         elif phase == "after_create":
             poll(lambda: request_count(chaos_kfp, CREATE_RUN) > created_before, 120, "no POST /runs", 0.05)
             kill(proc, signal.SIGSTOP)
             try:
-                poll(lambda: runs_by_tag(chaos_kfp, dag_id, run_id).get(tag), 60, f"run {tag} never created", 0.5)
+                poll(
+                    lambda: runs_by_tag(chaos_kfp, dag_id, run_id).get(tag),
+                    60,
+                    f"run {tag} never created",
+                    0.5,
+                )
             finally:
                 kill(proc)
         else:
@@ -83,7 +93,9 @@ def test_task_killed_at_each_point_leaves_exactly_one_run(
     finally:
         chaos_kfp.clear_faults()
 
-    assert chaos_stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "success", explain(chaos_stack, dag_id, run_id)
+    assert chaos_stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "success", explain(
+        chaos_stack, dag_id, run_id
+    )
     assert tries(chaos_stack, dag_id, run_id, task_id) == [(1, "failed"), (2, "success")]
     runs = runs_by_tag(chaos_kfp, dag_id, run_id)
     assert list(runs) == [tag], runs
