@@ -91,7 +91,7 @@ def test_poddefault_projects_the_kfp_token():
 
 
 def test_poddefault_is_parametrized_by_namespace():
-    path = DEPLOY / "kubeflow" / "poddefault-kfp-access.yaml"
+    path = DEPLOY / "poddefault.yaml"
     assert placeholders_in(path.read_text()) == {"PROFILE_NAMESPACE"}
     (pd,) = load(path, {"PROFILE_NAMESPACE": "alice"})
     assert pd["metadata"]["namespace"] == "alice"
