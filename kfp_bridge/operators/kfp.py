@@ -102,6 +102,11 @@ class KfpRunOperator(BaseOperator):
         self._run_id: str | None = None
         self._hook: KfpHook | None = None
 
+    @classmethod
+    def get_serialized_fields(cls) -> frozenset[str]:
+        # The on-call view (kfp_bridge.plugins) reads the task's connection from the serialized DAG.
+        return super().get_serialized_fields() | {"kfp_conn_id"}
+
     # ----- execute ------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
         # Airflow reads the link's XCom when the task ends; an empty one keeps a task that fails before
