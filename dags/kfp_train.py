@@ -28,8 +28,9 @@ with DAG(
         pipeline="pipelines/iris.yaml",
         experiment="iris",
         params={
-            "model_dir": "{{ params.model_root }}/iris/{{ data_interval_end | ds }}",
-            "seed": "{{ data_interval_end.day }}",
+            # A run triggered without a logical date has no data interval: use when it was asked to run.
+            "model_dir": "{{ params.model_root }}/iris/{{ (data_interval_end or dag_run.run_after) | ds }}",
+            "seed": "{{ (data_interval_end or dag_run.run_after).day }}",
             "C": 1.0,
         },
         deferrable=True,
