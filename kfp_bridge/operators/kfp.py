@@ -234,12 +234,11 @@ class KfpRunOperator(BaseOperator):
         if self.on_rerun == "new_run":
             self.log.info("Previous KFP run %s ended %s; on_rerun='new_run' submits a new run", status.run_id, status.state.value)
             return self._submit(hook, context, prepared, tag)
-        failed = ", ".join(step.name for step in status.failed_steps) or "none reported"
         self.log.info(
-            "Previous KFP run %s ended %s (failed steps: %s); asking KFP to retry only the failed steps",
+            "Previous KFP run %s ended %s (%s); asking KFP to retry only the failed steps",
             status.run_id,
             status.state.value,
-            failed,
+            _why_it_failed(status),
         )
         self._request_retry(hook, status.run_id)
         return self._confirm_retry(hook, status.run_id)
@@ -367,6 +366,13 @@ class KfpRunOperator(BaseOperator):
     def _stored_run_id(self, context: Context) -> str | None:
         store = context.get("task_state_store")
         return store.get(RUN_ID_KEY) if store is not None else None
+
+
+def _why_it_failed(status: RunStatus) -> str:
+    """The failed steps, or, when no step failed (e.g. KFP lost the run's pods), the run's own error."""
+    if status.failed_steps:
+        return "failed steps: " + ", ".join(step.name for step in status.failed_steps)
+    return f"no step failed; run error: {status.error or 'none reported'}"
 
 
 def _map_index(context: Context) -> int | None:
