@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import httpx
 
 API = "/apis/v2beta1"
+LARGE_BODY_BYTES = 256 * 1024
 
 
 class KfpApiError(RuntimeError):
@@ -335,7 +336,7 @@ class KfpHook(BaseHook):
         return True, f"Connected to {self.settings.host} ({self.settings.token.kind})"
 
     # ----- async (trigger) path ------------------------------------------------------------------
-    async def _arequest(self, method: str, path: str, action: str) -> dict[str, Any]:
+    async def _arequest(self, method: str, path: str, action: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         settings = await self.asettings()
         client = await self._aclient()
 
@@ -345,9 +346,14 @@ class KfpHook(BaseHook):
             token = await asyncio.to_thread(settings.token.read)
             if token:
                 headers["authorization"] = f"Bearer {token}"
-            response = await client.request(method, settings.host + path, headers=headers)
+            response = await client.request(method, settings.host + path, headers=headers, params=params)
             response.raise_for_status()
-            return response.json() if response.content else {}
+            if not response.content:
+                return {}
+            if len(response.content) > LARGE_BODY_BYTES:
+                # A page of 200 runs can be megabytes; parsing it must not stall the other triggers.
+                return await asyncio.to_thread(json.loads, response.content)
+            return response.json()
 
         def on_retry(exc: BaseException, wait: float) -> None:
             self.log.warning("KFP API %s: transient failure (%s); retrying in %.1fs", action, _describe(exc), wait)
@@ -379,6 +385,22 @@ class KfpHook(BaseHook):
 
     async def aget_run(self, run_id: str) -> dict[str, Any]:
         return await self._arequest("GET", f"{API}/runs/{run_id}", f"get run {run_id}")
+
+    async def alist_runs(
+        self, *, filter_: dict | None = None, page_size: int = 20, page_token: str = "", sort_by: str = ""
+    ) -> dict[str, Any]:
+        """One ``ListRuns`` page as the API returns it: ``{"runs": [...], "next_page_token": ...}``."""
+        params: dict[str, Any] = {"page_size": page_size}
+        if page_token:
+            params["page_token"] = page_token
+        if sort_by:
+            params["sort_by"] = sort_by
+        if filter_:
+            params["filter"] = json.dumps(filter_, separators=(",", ":"))
+        settings = await self.asettings()
+        if settings.namespace:
+            params["namespace"] = settings.namespace
+        return await self._arequest("GET", f"{API}/runs", "list runs", params=params)
 
     async def aterminate_run(self, run_id: str) -> None:
         await self._arequest("POST", f"{API}/runs/{run_id}:terminate", f"terminate run {run_id}")

@@ -1,8 +1,10 @@
 """Template-method base for polling triggers: the loop, deadline, event shape and error handling.
 
 Subclasses implement ``poll_once`` (one remote look, returning a payload when finished) and may
-implement ``kill``. Every trigger yields exactly one event, whose payload always has ``status``
-(``success`` | ``failed`` | ``error`` | ``timeout``) and ``message``.
+implement ``kill``; one whose ``poll_once`` itself waits for a shared poller's next look overrides
+``wait_between_polls`` so the interval is not waited twice. Every trigger yields exactly one
+event, whose payload always has ``status`` (``success`` | ``failed`` | ``error`` | ``timeout``)
+and ``message``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ class PollingTrigger(BaseTrigger):
     async def on_timeout(self) -> dict[str, Any]:
         return {"status": "timeout", "message": "gave up waiting: the timeout passed"}
 
+    async def wait_between_polls(self) -> None:
+        await asyncio.sleep(self.poll_interval)
+
     async def close(self) -> None:
         """Release clients; called once when the loop ends."""
 
@@ -51,7 +56,7 @@ class PollingTrigger(BaseTrigger):
                 if self.deadline is not None and time.time() >= self.deadline:
                     yield TriggerEvent(await self.on_timeout())
                     return
-                await asyncio.sleep(self.poll_interval)
+                await self.wait_between_polls()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

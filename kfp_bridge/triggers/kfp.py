@@ -16,10 +16,12 @@ CANCEL_WAIT_SECONDS = 30.0
 
 
 class KfpRunTrigger(PollingTrigger):
-    """Polls one KFP run until it is final and fires one event.
+    """Follows one KFP run until it is final and fires one event.
 
     Its kwargs hold only JSON primitives and never a token: the connection is read in the
-    triggerer with Airflow's async connection API.
+    triggerer with Airflow's async connection API. The run is looked at by the triggerer's shared
+    poller for the connection (:mod:`kfp_bridge.triggers.kfp_poller`), which lists all deferred
+    runs of one KFP host and namespace together instead of one request per run.
 
     :param run_id: the KFP run to follow.
     :param kfp_conn_id: the ``kfp`` connection.
@@ -39,6 +41,7 @@ class KfpRunTrigger(PollingTrigger):
         self.run_id = run_id
         self.kfp_conn_id = kfp_conn_id
         self._last_progress: tuple | None = None
+        self._subscription: Any = None
 
     def serialize_kwargs(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "kfp_conn_id": self.kfp_conn_id, **super().serialize_kwargs()}
@@ -53,7 +56,7 @@ class KfpRunTrigger(PollingTrigger):
         from kfp_bridge.hooks.kfp import KfpApiError
 
         try:
-            status = RunStatus.from_api(await self.hook.aget_run(self.run_id))
+            status = RunStatus.from_api(await self._next_snapshot())
         except KfpApiError as err:
             if err.status in TRANSIENT_HTTP_STATUSES or err.status == 0:
                 # The hook's retry budget ran out during an outage; keep waiting rather than fail the task.
@@ -71,6 +74,22 @@ class KfpRunTrigger(PollingTrigger):
             "state": status.state.value,
             "message": status.progress_line() if status.is_success else status.failure_message(),
         }
+
+    async def _next_snapshot(self) -> dict[str, Any]:
+        if self._subscription is None:
+            from kfp_bridge.hooks.kfp import KfpHook
+            from kfp_bridge.triggers import kfp_poller
+
+            settings = await self.hook.asettings()
+            conn_id = self.kfp_conn_id  # the poller outlives this trigger: do not capture self
+            key = (conn_id, settings.host, settings.namespace or "")
+            self._subscription = kfp_poller.subscribe(
+                key, lambda: KfpHook(kfp_conn_id=conn_id), self.run_id, self.poll_interval
+            )
+        return await self._subscription.next()
+
+    async def wait_between_polls(self) -> None:
+        """Nothing to wait for: ``poll_once`` already waits for the poller's next look."""
 
     async def on_timeout(self) -> dict[str, Any]:
         await self._terminate_and_wait()
@@ -100,6 +119,9 @@ class KfpRunTrigger(PollingTrigger):
         self.log.warning("KFP run %s still %s after terminate", self.run_id, status.state.value)
 
     async def close(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()
+            self._subscription = None
         if "hook" in self.__dict__:
             await self.hook.aclose()
 
