@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import signal
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ STARTUP_TIMEOUT = 300.0
 PARSE_TIMEOUT = 180.0
 # Two cores shared with other test sessions: waits are generous, but every one of them is bounded.
 RUN_TIMEOUT = 420.0
+_STATE: dict[str, Path] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,6 +80,11 @@ def chaos_round() -> int:
     return 1
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if "root" in _STATE:
+        terminalreporter.write_line(f"chaos suite state and logs (Airflow, stand-ins): {_STATE['root']}")
+
+
 @dataclass
 class ChaosEnv:
     root: Path
@@ -89,7 +96,10 @@ class ChaosEnv:
 
 @pytest.fixture(scope="session")
 def chaos_env(tmp_path_factory: pytest.TempPathFactory) -> ChaosEnv:
-    root = tmp_path_factory.mktemp("chaos")
+    # Outside pytest's basetemp: concurrent pytest sessions prune old basetemps, and a failed
+    # scenario's Airflow task logs, trigger logs and stand-in logs are what explains it.
+    root = Path(tempfile.mkdtemp(prefix="kfp-bridge-chaos-"))
+    _STATE["root"] = root
     return ChaosEnv(
         root=root,
         token=f"chaos-{secrets.token_hex(8)}",
@@ -110,7 +120,9 @@ def _conn(host: str, token_file: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def chaos_stack(chaos_env: ChaosEnv, chaos_kfp: KfpStandIn) -> Iterator[AirflowStack]:
+def chaos_stack(
+    tmp_path_factory: pytest.TempPathFactory, chaos_env: ChaosEnv, chaos_kfp: KfpStandIn
+) -> Iterator[AirflowStack]:
     # The restart stand-in starts later, inside its test, on this port and this token file
     # (start_kfp_stand_in names it <state dir>.token next to the state dir).
     restart_token = chaos_env.restart_state.parent / f"{chaos_env.restart_state.name}.token"
@@ -134,8 +146,10 @@ def chaos_stack(chaos_env: ChaosEnv, chaos_kfp: KfpStandIn) -> Iterator[AirflowS
         home=root / "home",
         dags_folder=root / "dags",
         env=env,
-        cache_dir=chaos_env.root.parent / "airflow-db-cache",
+        cache_dir=tmp_path_factory.getbasetemp() / "airflow-db-cache",
     )
+    # The api-server answers slowly on two busy cores; a 30 s read timeout failed a poll once.
+    stack.request_timeout = 120.0
     with stack:
         stack.wait_ready(STARTUP_TIMEOUT)
         compile_nap(stack.dags_folder / "chaos_pipelines")
@@ -228,6 +242,26 @@ def tries(
     stack: AirflowStack, dag_id: str, run_id: str, task_id: str, map_index: int = -1
 ) -> list[tuple[int, str]]:
     return sorted((t["try_number"], t["state"]) for t in stack.task_tries(dag_id, run_id, task_id, map_index))
+
+
+def state_mismatch_tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> set[int]:
+    """Tries the scheduler failed with "state mismatch": Airflow 3.3's resume-after-defer race
+    (apache/airflow#71580, #72716; fix proposed in #71579). A trigger that fires within seconds of
+    the deferral can resume the task before the scheduler drains the deferring process's exit
+    event, and that stale event then fails the resumed, running try. No operator can prevent it;
+    a retry recovers from it, and the scenarios allow exactly that and nothing else."""
+    response = stack.get(
+        "/api/v2/eventLogs",
+        params={
+            "dag_id": dag_id,
+            "run_id": run_id,
+            "task_id": task_id,
+            "event": "state mismatch",
+            "limit": 100,
+        },
+    )
+    response.raise_for_status()
+    return {entry["try_number"] for entry in response.json()["event_logs"]}
 
 
 def explain(stack: AirflowStack, dag_id: str, run_id: str) -> str:

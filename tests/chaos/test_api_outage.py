@@ -1,0 +1,66 @@
+"""Scenario a: the KFP API refuses every request (503) for 60 s while sync and deferred tasks wait.
+
+The four runs (two succeed, two fail) finish during the outage; nobody can see that until it ends.
+Every task must ride the outage out in its first try and then report its run's real outcome.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from kfp_bridge.local.airflow import AirflowStack
+from tests.chaos.conftest import RUN_TIMEOUT, check_outcome, explain, runs_by_tag, tag_of, wait_until_waiting
+from tests.fixtures.kfp_stand_in import KfpStandIn
+
+pytestmark = pytest.mark.chaos
+
+DAG_ID = "chaos_wait"
+OUTAGE_SECONDS = 60
+RUN_SECONDS = 20
+
+
+@pytest.mark.timeout(1200)
+def test_sixty_second_api_outage_mid_wait(
+    chaos_stack: AirflowStack, chaos_kfp: KfpStandIn, chaos_round: int
+) -> None:
+    run_id = chaos_stack.trigger_dag(DAG_ID, conf={"seconds": RUN_SECONDS})
+    before = wait_until_waiting(chaos_stack, chaos_kfp, DAG_ID, run_id)
+    try:
+        chaos_kfp.set_faults(outage_seconds=OUTAGE_SECONDS)
+        began = time.monotonic()
+        # The runs end inside the outage; until it is over no task may have finished.
+        time.sleep(OUTAGE_SECONDS - 5)
+        states = {ti["task_id"]: ti["state"] for ti in chaos_stack.task_instances(DAG_ID, run_id)}
+        assert states == {
+            "sync": "running",
+            "deferred": "deferred",
+            "sync_fails": "running",
+            "deferred_fails": "deferred",
+        }, states
+        assert chaos_stack.wait_dag_run(DAG_ID, run_id, RUN_TIMEOUT) == "failed", explain(
+            chaos_stack, DAG_ID, run_id
+        )
+        waited = time.monotonic() - began
+    finally:
+        chaos_kfp.clear_faults()
+    assert waited >= OUTAGE_SECONDS - 5
+
+    check_outcome(
+        chaos_stack,
+        chaos_kfp,
+        DAG_ID,
+        run_id,
+        {
+            "sync": ([(1, "success")], "SUCCEEDED"),
+            "deferred": ([(1, "success")], "SUCCEEDED"),
+            "sync_fails": ([(1, "failed")], "FAILED"),
+            "deferred_fails": ([(1, "failed")], "FAILED"),
+        },
+        before,
+    )
+    for task_id in ("sync", "deferred"):
+        log = chaos_stack.task_log(DAG_ID, run_id, task_id, 1)
+        assert "503" in log, f"{task_id} never saw the outage:\n{log[-3000:]}"
+    assert len(runs_by_tag(chaos_kfp, DAG_ID, run_id)[tag_of(DAG_ID, "sync", run_id)]) == 1
