@@ -384,7 +384,8 @@ def docs_section(results: list[dict[str, Any]], command: str) -> str:
         "CPU is user+system time of the process over the measured window (all followers started → last one done), "
         "as % of one core. Detection latency = when the follower saw the final state − the run's exact terminal time "
         "on the server. The load column is the 1-minute load average: other work on the machine inflates CPU and "
-        "latency figures.",
+        "latency figures. A baseline req/run/poll below 1 means its threads could not keep up the poll rate "
+        "(GIL and server saturation), which is also why its detection latency grows with N.",
     ])
 
 
