@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 STATE_KEY = "kserve_rollout"
 DEFAULT_TIMEOUT_S = 900.0
 ROLLBACK_TIMEOUT_S = 300.0
+INLINE_WAIT_S = 10.0  # deferrable: watch this long in the worker before handing the wait to a trigger
 _TERMINAL = ("done", "rolled_back")
 # Phases in which the new revision may still hold traffic: a kill rolls these back.
 _UNFINISHED = ("rollout", "promote", "rollback_pin")
@@ -93,6 +94,7 @@ class KServeRolloutOperator(BaseOperator):
         self._context: Any = None
         # Set by on_kill: from then on this process makes no further change to the InferenceService.
         self._killed = False
+        self._last_seen: dict[str, Any] | None = None
 
     # ----- entry points -----------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -310,7 +312,14 @@ class KServeRolloutOperator(BaseOperator):
         r = self._rollout
         assert r is not None
         left = r["deadline"] - time.time()
-        if self.deferrable:
+        if self.deferrable and left > INLINE_WAIT_S:
+            # Waits that end within seconds (promotion, pinning, an already-restored spec) finish
+            # here: a trigger round trip costs more, and a trigger that fires right after the
+            # deferral races the scheduler's handling of the deferring process's exit (seen under
+            # load: the resumed task was marked failed as "finished with state success").
+            outcome = self._wait_here(hook, INLINE_WAIT_S)
+            if outcome is not None:
+                return outcome
             from kfp_bridge.triggers.kserve import KServeRolloutTrigger
 
             self.defer(
@@ -324,6 +333,13 @@ class KServeRolloutOperator(BaseOperator):
                 ),
                 method_name="execute_complete",
             )
+        outcome = self._wait_here(hook, max(left, 0.0))
+        return outcome or ("failed", self._timeout_message(self._last_seen))
+
+    def _wait_here(self, hook: KServeHook, seconds: float) -> tuple[str, Any] | None:
+        """Watch in this process for up to ``seconds``; None when the condition is still open."""
+        r = self._rollout
+        assert r is not None
         last: list[Any] = [None]
         verdict: list[ks.Verdict] = [ks.Verdict()]
 
@@ -337,16 +353,20 @@ class KServeRolloutOperator(BaseOperator):
             return verdict[0].final
 
         try:
-            obj = hook.wait_isvc(r["name"], r["namespace"], done, max(left, 0.0))
+            obj = hook.wait_isvc(r["name"], r["namespace"], done, seconds)
         except TimeoutError as exc:
-            last_obj = exc.args[1] if len(exc.args) > 1 else {}
-            return "failed", (
-                f"timed out after {self._timeout_seconds():.0f}s in phase {r['phase']}; last state: "
-                f"{ks.IsvcStatus.from_object(last_obj or {}).progress_line()}"
-            )
+            self._last_seen = exc.args[1] if len(exc.args) > 1 else {}
+            return None
         if verdict[0].failure is not None:
             return "failed", verdict[0].failure
         return "done", obj
+
+    def _timeout_message(self, last_obj: dict[str, Any] | None) -> str:
+        r = self._rollout or {}
+        return (
+            f"timed out after {self._timeout_seconds():.0f}s in phase {r.get('phase')}; last state: "
+            f"{ks.IsvcStatus.from_object(last_obj or {}).progress_line()}"
+        )
 
     def _step(self, hook: KServeHook, outcome: tuple[str, Any]) -> dict[str, Any] | None:
         """Act on one wait outcome; returns the task result when finished, raises when rolled back."""

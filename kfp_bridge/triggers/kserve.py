@@ -45,6 +45,7 @@ class KServeRolloutTrigger(BaseTrigger):
         self.condition = condition
         self.deadline = deadline
         self.rollout = rollout
+        self._kserve_hook: Any = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", {
@@ -57,9 +58,13 @@ class KServeRolloutTrigger(BaseTrigger):
         }
 
     def _hook(self) -> Any:
-        from kfp_bridge.hooks.kserve import KServeAsyncHook
+        # One hook per trigger: it caches the connection's extras, so on_kill (which runs while the
+        # task is being cancelled) makes no connection lookup; seen to stall the triggerer's loop.
+        if self._kserve_hook is None:
+            from kfp_bridge.hooks.kserve import KServeAsyncHook
 
-        return KServeAsyncHook(self.kubernetes_conn_id)
+            self._kserve_hook = KServeAsyncHook(self.kubernetes_conn_id)
+        return self._kserve_hook
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         verdict = ks.Verdict()
@@ -68,6 +73,17 @@ class KServeRolloutTrigger(BaseTrigger):
         def done(obj: dict[str, Any]) -> bool:
             nonlocal verdict
             st = ks.IsvcStatus.from_object(obj)
+            if last[0] is None:
+                # Logged once the connection is read and the object fetched: from here on a kill
+                # reaches on_kill (a cancellation inside the connection lookup loses Airflow's
+                # "user action" marker, and the triggerer then skips on_kill).
+                self.log.info(
+                    "Trigger watching %s/%s (phase %s) until %s",
+                    self.namespace,
+                    self.name,
+                    self.rollout.get("phase"),
+                    self.condition,
+                )
             if st.progress_key() != last[0]:
                 last[0] = st.progress_key()
                 self.log.info(st.progress_line())

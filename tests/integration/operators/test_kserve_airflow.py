@@ -2,7 +2,8 @@
 
 What only a real Airflow can show: a task process SIGKILLed mid-rollout whose retry resumes from
 ``task_state_store``; a running task and a deferred task marked failed through the REST API (the
-operator's and the trigger's ``on_kill``); and ``promote=False`` with its XCom. A model folder whose
+operator's and the trigger's ``on_kill``); ``promote=False`` with its XCom; and, since the stack is
+up anyway, the good 20% canary (deferrable) and the model that fails to load (sync). A model folder whose
 ``model.joblib`` is a FIFO keeps a revision loading until the test writes the real model into it,
 so "mid-rollout" is a state the test holds, not a race it hopes to win.
 """
@@ -25,7 +26,7 @@ import pytest
 from kfp_bridge.local.airflow import AirflowStack
 from tests.fixtures.kube_stand_in import GROUP, PLURAL, VERSION, IrisModels, KubeStandIn, predictor_status
 from tests.integration.operators.conftest import explain
-from tests.integration.operators.test_kserve_rollout import release, slow_model
+from tests.integration.operators.test_kserve_rollout import Requests, predictions, release, served, slow_model
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("airflow")]
 
@@ -34,7 +35,8 @@ CONN_ID = "kube_ops"  # as in kserve_dags/kserve_ops.py
 RUN_TIMEOUT = 180
 KILL_TIMEOUT = 90
 # One InferenceService per test, created together (their model servers start in parallel).
-ISVCS = ("ro-af-crash", "ro-af-sync", "ro-af-deferred", "ro-af-canary")
+ISVCS = ("ro-af-crash", "ro-af-sync", "ro-af-deferred", "ro-af-canary", "ro-af-good", "ro-af-broken")
+DAGS = ("kserve_ops_crash", "kserve_ops_kill", "kserve_ops_canary", "kserve_ops_split", "kserve_ops_rollout")
 
 
 def _uri(path: Path) -> str:
@@ -61,7 +63,7 @@ def kube_ops(airflow_stack: AirflowStack, kube_stand_in: KubeStandIn) -> Iterato
     response = airflow_stack.post("/api/v2/connections", body)
     assert response.status_code == 201, response.text
     airflow_stack.add_dag_file(DAG_FILE)
-    for dag_id in ("kserve_ops_crash", "kserve_ops_kill", "kserve_ops_canary"):
+    for dag_id in DAGS:
         airflow_stack.wait_dag_parsed(dag_id, 120, file_name=DAG_FILE.name)
     yield airflow_stack
     airflow_stack.request("DELETE", f"/api/v2/connections/{CONN_ID}")
@@ -166,7 +168,7 @@ def _wait_log(
     task_id: str,
     text: str,
     try_number: int = 1,
-    timeout: float = 60,
+    timeout: float = RUN_TIMEOUT,
 ) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -176,6 +178,23 @@ def _wait_log(
                 return log
         if time.monotonic() > deadline:
             pytest.fail(f"{task_id} try {try_number}: {text!r} never appeared in its log")
+        time.sleep(0.5)
+
+
+def _wait_deferral_exit_seen(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> None:
+    """Wait until the scheduler has handled the exit of the process that deferred.
+
+    Airflow race: if the trigger fires and the task resumes before the scheduler handles that
+    exit ("success"), the scheduler marks the running task failed. Tests that let the trigger
+    fire hold the model load (FIFO) until then.
+    """
+    needle = (
+        f"Received executor event with state success for task instance TaskInstanceKey(dag_id='{dag_id}', "
+        f"task_id='{task_id}', run_id='{run_id}'"
+    )
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while needle not in stack.service_log("scheduler"):
+        assert time.monotonic() < deadline, f"the scheduler never handled the deferral of {dag_id}.{task_id}"
         time.sleep(0.5)
 
 
@@ -248,8 +267,8 @@ def test_marking_a_running_and_a_deferred_rollout_failed_rolls_both_back(
             )
         assert stack.wait_task_state(dag_id, run_id, "deferred", ("deferred",), RUN_TIMEOUT) == "deferred"
         # Both are waiting on their watch (the trigger logs its first look at the object).
-        for task_id, name in names.items():
-            _wait_log(stack, dag_id, run_id, task_id, f"latestCreated={name}-predictor-00002")
+        _wait_log(stack, dag_id, run_id, "sync", "latestCreated=ro-af-sync-predictor-00002")
+        _wait_log(stack, dag_id, run_id, "deferred", "Trigger watching default/ro-af-deferred")
         assert stack.task_instance(dag_id, run_id, "sync")["state"] == "running"
 
         # What on-call does in the UI: mark them failed; Airflow kills the task and the trigger.
@@ -286,18 +305,106 @@ def test_marking_a_running_and_a_deferred_rollout_failed_rolls_both_back(
         assert logs[task_id].split_after(_end_time(tis[task_id])) == []
     assert "Rolled back ro-af-sync on kill" in _log(stack, dag_id, run_id, "sync", 1)
 
+    # Cleared afterwards, each task's next try reads task_state_store and the InferenceService,
+    # finishes the rollback (releases the pin) and fails saying why; the deferred one's saved
+    # state still says "rollout", but the spec no longer serves its target.
+    stack.clear_task(dag_id, run_id, list(names))
+    assert stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "failed", explain(stack, dag_id, run_id)
+    reasons = {
+        "sync": "the task was killed during the rollout",
+        "deferred": "the rollout was undone while no attempt",
+    }
+    for task_id, name in names.items():
+        ti = stack.task_instance(dag_id, run_id, task_id)
+        assert (ti["state"], ti["try_number"]) == ("failed", 2)
+        log = _log(stack, dag_id, run_id, task_id, 2)
+        assert reasons[task_id] in log and "Rolled back to" in log, log[-3000:]
+        obj = kube_stand_in.get_isvc(name)
+        r3 = f"{name}-predictor-00003"  # the restored spec's revision, now released
+        assert _traffic(obj) in ([(r3, 100)], [(f"{name}-predictor-00001", 0), (r3, 100)]), _traffic(obj)
+        assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+        assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
+
 
 # ---- promote=False: the canary stays, and XCom says so ------------------------------------------------
 def test_promote_false_leaves_the_canary_and_says_so(
-    kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict
+    kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict, tmp_path: Path
 ) -> None:
     stack, dag_id, name = kube_ops, "kserve_ops_canary", "ro-af-canary"
     r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
-    run_id = stack.trigger_dag(dag_id, conf={"canary_isvc": name, "canary_uri": _uri(iris_models.v2)})
-    assert stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "success", explain(stack, dag_id, run_id)
+    model = slow_model(tmp_path / "v2-slow")
+    run_id = stack.trigger_dag(dag_id, conf={"canary_isvc": name, "canary_uri": _uri(model)})
+    assert stack.wait_task_state(dag_id, run_id, "canary", ("deferred",), RUN_TIMEOUT) == "deferred"
+    _wait_deferral_exit_seen(stack, dag_id, run_id, "canary")
+    release(model, iris_models.v2)
+    state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
+    assert state == "success", _log(stack, dag_id, run_id, "canary", 1)[-5000:]
     result = stack.xcom(dag_id, run_id, "canary")
     assert (result["outcome"], result["canary"], result["new_revision"]) == ("canary", True, r2)
     assert sorted((t["revision"], t["percent"]) for t in result["traffic"]) == [(r1, 80), (r2, 20)]
     obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 20
     assert _traffic(obj) == [(r1, 80), (r2, 20)]
+
+
+# ---- acceptance 2: good 20% canary (deferrable: the waits run in the triggerer) --------------------
+def test_good_canary_splits_about_20_percent_then_promotes(
+    kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict, tmp_path: Path
+) -> None:
+    stack, dag_id, name = kube_ops, "kserve_ops_split", "ro-af-good"
+    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    counts_file = tmp_path / "split.json"
+    model = slow_model(tmp_path / "v2-slow")
+    conf = {
+        "split_isvc": name,
+        "split_uri": _uri(model),
+        "split_url": kube_stand_in.serving_url(name),
+        "counts_file": str(counts_file),
+    }
+    run_id = stack.trigger_dag(dag_id, conf=conf)
+    assert stack.wait_task_state(dag_id, run_id, "rollout", ("deferred",), RUN_TIMEOUT) == "deferred"
+    _wait_deferral_exit_seen(stack, dag_id, run_id, "rollout")
+    release(model, iris_models.v2)
+    state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
+    assert state == "success", _log(stack, dag_id, run_id, "rollout", 1)[-5000:]
+
+    # While the canary held (inside the smoke test): 200 requests split ~20/80. Binomial(200, 0.2)
+    # has mean 40 and sd 5.7; 18..62 is ±3.9 sd (a false failure about once in 10^4 runs).
+    split = json.loads(counts_file.read_text())
+    assert set(split["served"]) == {r1, r2}, split
+    assert 18 <= split["served"][r2] <= 62, split
+    assert split["latest_revision"] == r2
+
+    obj = kube_stand_in.get_isvc(name)
+    assert _traffic(obj) == [(r2, 100)]
+    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    assert served(kube_stand_in.serving_url(name), name, 50) == {r2: 50}
+    result = stack.xcom(dag_id, run_id, "rollout")
+    assert (result["outcome"], result["previous_revision"], result["new_revision"]) == ("promoted", r1, r2)
+
+
+# ---- acceptance 3: a model that fails to load, with requests throughout ---------------------------
+def test_failed_load_fails_the_task_with_the_load_error_and_rolls_back(
+    kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict
+) -> None:
+    stack, dag_id, name = kube_ops, "kserve_ops_rollout", "ro-af-broken"
+    url = kube_stand_in.serving_url(name)
+    before = predictions(url, name)
+    with Requests(url, name) as load:
+        run_id = stack.trigger_dag(dag_id, conf={"plain_isvc": name, "plain_uri": _uri(iris_models.broken)})
+        state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
+        time.sleep(0.5)
+    assert state == "failed"
+    ti = stack.task_instance(dag_id, run_id, "rollout")
+    assert (ti["state"], ti["try_number"]) == ("failed", 1)
+    log = _log(stack, dag_id, run_id, "rollout", 1)
+    assert "ModelLoadFailed" in log and "Rolled back to" in log, log[-4000:]
+    assert load.failures == [] and load.ok > 20, (load.ok, load.failures[:5])
+
+    obj = kube_stand_in.get_isvc(name)
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
+    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    answered = served(url, name, 40)
+    assert len(answered) == 1 and _traffic(obj) == [(next(iter(answered)), 100)]
+    assert predictions(url, name) == before
+    assert stack.xcom(dag_id, run_id, "rollout", key="rollout")["outcome"] == "rolled_back"

@@ -1,10 +1,10 @@
 """KServeRolloutOperator against the kube stand-in with real KServe model servers.
 
-Good canary rollout and a failed-load rollback run for real in ``airflow dags test``; smoke-test
-failure, Standard mode, watch chaos and bad input call the operator with a context-like object
-(``ti.xcom_push`` and a dict-backed ``task_state_store``), since Airflow would add nothing there.
-Kills and retries run in the shared Airflow stack (``test_kserve_airflow.py``). Every
-InferenceService here is unique to its test, so the tests share the session stand-in.
+Smoke-test failure, Standard mode, watch chaos and bad input call the operator with a context-like
+object (``ti.xcom_push`` and a dict-backed ``task_state_store``), since Airflow would add nothing
+there. The good canary, the failed load, kills and retries run in the shared Airflow stack
+(``test_kserve_airflow.py``). Every InferenceService here is unique to its test, so the tests
+share the session stand-in.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from tests.fixtures.kube_stand_in import GROUP, PLURAL, VERSION, predictor_statu
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
-DAG_FILE = Path(__file__).parent / "kserve_dags" / "kserve_rollout_test.py"
 REVISION_HEADER = "x-kfp-bridge-revision"
 ROWS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]]
 CONN_ID = "kube_test"
@@ -54,7 +53,7 @@ def _traffic(obj: dict[str, Any]) -> list[tuple[str, int]]:
     return sorted((t["revisionName"], t["percent"]) for t in predictor_status(obj).get("traffic", []))
 
 
-def _served(url: str, name: str, n: int) -> Counter:
+def served(url: str, name: str, n: int) -> Counter:
     counts: Counter = Counter()
     with httpx.Client(timeout=30) as http:
         for _ in range(n):
@@ -64,15 +63,27 @@ def _served(url: str, name: str, n: int) -> Counter:
     return counts
 
 
-def _predictions(url: str, name: str) -> list[int]:
+def predictions(url: str, name: str) -> list[int]:
     resp = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": ROWS}, timeout=30)
     assert resp.status_code == 200, resp.text
     return resp.json()["predictions"]
 
 
-def _create(kube_stand_in, name: str, model: Path, **kwargs: Any) -> dict[str, Any]:
-    kube_stand_in.create_isvc(name, model, **kwargs)
-    return kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180)
+# Every InferenceService of this module, created together so their model servers start in parallel.
+ISVCS: dict[str, dict[str, Any]] = {
+    "ro-smoke": {},
+    "ro-standard": {"annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}},
+    "ro-input": {},
+    "ro-watch": {},
+    "ro-watch-async": {},
+}
+
+
+@pytest.fixture(scope="module")
+def isvcs(kube_stand_in, iris_models) -> dict[str, dict[str, Any]]:
+    for name, kwargs in ISVCS.items():
+        kube_stand_in.create_isvc(name, iris_models.v1, **kwargs)
+    return {name: kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180) for name in ISVCS}
 
 
 class _Store(dict):
@@ -92,7 +103,7 @@ def _context(store: _Store | None = None) -> dict[str, Any]:
     return {"ti": _TI(), "task_state_store": store if store is not None else _Store()}
 
 
-class _Requests(threading.Thread):
+class Requests(threading.Thread):
     """Sends predictions to the split URL until stopped; records every failure."""
 
     def __init__(self, url: str, name: str) -> None:
@@ -117,7 +128,7 @@ class _Requests(threading.Thread):
                     self.failures.append(repr(exc))
                 time.sleep(0.02)
 
-    def __enter__(self) -> _Requests:
+    def __enter__(self) -> Requests:
         self.start()
         return self
 
@@ -126,80 +137,11 @@ class _Requests(threading.Thread):
         self.join(timeout=60)
 
 
-# ---- acceptance 2: good 20% canary, in Airflow (deferrable: the waits run in the trigger) ----------
-@pytest.mark.xdist_group("airflow")
-def test_good_canary_rollout_in_airflow(kube_stand_in, iris_models, airflow_dags_test, tmp_path):
-    name = "ro-good"
-    _create(kube_stand_in, name, iris_models.v1)
-    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
-    counts_file = tmp_path / "split.json"
-    config = {
-        "inference_service": name,
-        "storage_uri": _uri(iris_models.v2),
-        "canary_traffic_percent": 20,
-        "smoke": f"count:{counts_file}",
-        "split_url": kube_stand_in.serving_url(name),
-        "deferrable": True,
-    }
-    proc = airflow_dags_test(
-        DAG_FILE,
-        "kserve_rollout_test",
-        env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)},
-    )
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    assert "Deferring" in proc.stdout or "defer" in proc.stdout.lower()
-
-    # While the canary held (inside the smoke test): 200 requests split ~20/80. Binomial(200, 0.2)
-    # has mean 40 and sd 5.7; 18..62 is ±3.9 sd (a false failure about once in 10^4 runs).
-    split = json.loads(counts_file.read_text())
-    assert set(split["served"]) == {r1, r2}, split
-    assert 18 <= split["served"][r2] <= 62, split
-    assert split["latest_revision"] == r2
-
-    obj = kube_stand_in.get_isvc(name)
-    assert _traffic(obj) == [(r2, 100)]
-    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
-    assert _served(kube_stand_in.serving_url(name), name, 50) == Counter({r2: 50})
-
-
-# ---- acceptance 3: model fails to load, in Airflow, with requests throughout ----------------------
-@pytest.mark.xdist_group("airflow")
-def test_failed_load_rolls_back_in_airflow(kube_stand_in, iris_models, airflow_dags_test):
-    name = "ro-broken"
-    _create(kube_stand_in, name, iris_models.v1)
-    url = kube_stand_in.serving_url(name)
-    before = _predictions(url, name)
-    config = {
-        "inference_service": name,
-        "storage_uri": _uri(iris_models.broken),
-        "canary_traffic_percent": 20,
-        "smoke": {"payload": {"instances": ROWS}, "expected_shape": [3]},
-    }
-    with _Requests(url, name) as load:
-        proc = airflow_dags_test(
-            DAG_FILE,
-            "kserve_rollout_test",
-            env={**_conn_env(kube_stand_in), "KFP_BRIDGE_TEST_ROLLOUT": json.dumps(config)},
-        )
-        time.sleep(0.5)
-    assert proc.returncode != 0, proc.stdout[-4000:]
-    assert "ModelLoadFailed" in proc.stdout and "Rolled back to" in proc.stdout, proc.stdout[-4000:]
-    assert load.failures == [] and load.ok > 20, (load.ok, load.failures[:5])
-
-    obj = kube_stand_in.get_isvc(name)
-    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
-    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
-    served = _served(url, name, 40)
-    assert len(served) == 1 and _traffic(obj) == [(next(iter(served)), 100)]
-    assert _predictions(url, name) == before
-
-
 # ---- acceptance 4: smoke test fails (wrong expected predictions) -----------------------------------
-def test_smoke_failure_rolls_back(kube_stand_in, iris_models, kube_conn):
+def test_smoke_failure_rolls_back(isvcs, kube_stand_in, iris_models, kube_conn):
     name = "ro-smoke"
-    _create(kube_stand_in, name, iris_models.v1)
     url = kube_stand_in.serving_url(name)
-    before = _predictions(url, name)
+    before = predictions(url, name)
     op = KServeRolloutOperator(
         task_id="t",
         inference_service=name,
@@ -211,7 +153,7 @@ def test_smoke_failure_rolls_back(kube_stand_in, iris_models, kube_conn):
     )
     context = _context()
     with (
-        _Requests(url, name) as load,
+        Requests(url, name) as load,
         pytest.raises(KServeRolloutError, match=r"smoke test failed.*\[9, 9, 9\]") as err,
     ):
         op.execute(context)
@@ -220,17 +162,14 @@ def test_smoke_failure_rolls_back(kube_stand_in, iris_models, kube_conn):
     obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
     assert len(_traffic(obj)) == 1 and _traffic(obj)[0][1] == 100
-    assert _predictions(url, name) == before
+    assert predictions(url, name) == before
     assert context["task_state_store"][STATE_KEY]["phase"] == "rolled_back"
     assert context["ti"].xcom["rollout"]["outcome"] == "rolled_back"
 
 
 # ---- acceptance 5: Standard mode --------------------------------------------------------------------
-def test_standard_mode_direct_rollout_and_rollback(kube_stand_in, iris_models, kube_conn):
+def test_standard_mode_direct_rollout_and_rollback(isvcs, kube_stand_in, iris_models, kube_conn):
     name = "ro-standard"
-    _create(
-        kube_stand_in, name, iris_models.v1, annotations={"serving.kserve.io/deploymentMode": "RawDeployment"}
-    )
     url = kube_stand_in.serving_url(name)
     smoke = {"payload": {"instances": ROWS}, "expected_shape": [3], "allowed_values": [0, 1, 2]}
     good = KServeRolloutOperator(
@@ -247,7 +186,7 @@ def test_standard_mode_direct_rollout_and_rollback(kube_stand_in, iris_models, k
     obj = kube_stand_in.get_isvc(name)
     assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
-    v2_predictions = _predictions(url, name)
+    v2_predictions = predictions(url, name)
 
     bad = KServeRolloutOperator(
         task_id="t",
@@ -257,14 +196,14 @@ def test_standard_mode_direct_rollout_and_rollback(kube_stand_in, iris_models, k
         kubernetes_conn_id=kube_conn,
         timeout=240,
     )
-    with _Requests(url, name) as load, pytest.raises(KServeRolloutError, match="ModelLoadFailed") as err:
+    with Requests(url, name) as load, pytest.raises(KServeRolloutError, match="ModelLoadFailed") as err:
         bad.execute(_context())
     assert "Rolled back to" in str(err.value)
     assert load.failures == [], load.failures[:5]
     obj = kube_stand_in.wait_condition(name, "Ready", timeout=120)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
     assert obj["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
-    assert _predictions(url, name) == v2_predictions
+    assert predictions(url, name) == v2_predictions
 
 
 # ---- acceptance 7: bad input rejected before the cluster changes ----------------------------------
@@ -280,12 +219,9 @@ def test_standard_mode_direct_rollout_and_rollback(kube_stand_in, iris_models, k
         ({"kubernetes_conn_id": "no_such_conn"}, "no_such_conn.*does not exist"),
     ],
 )
-def test_bad_input_rejected_before_any_change(kube_stand_in, iris_models, kube_conn, kwargs, match):
+def test_bad_input_rejected_before_any_change(isvcs, kube_stand_in, iris_models, kube_conn, kwargs, match):
     name = "ro-input"
-    try:
-        before = kube_stand_in.get_isvc(name)
-    except Exception:
-        before = _create(kube_stand_in, name, iris_models.v1)
+    before = kube_stand_in.get_isvc(name)
     args = {
         "inference_service": name,
         "storage_uri": _uri(iris_models.v2),
@@ -338,10 +274,9 @@ def _wait_watching(kube_stand_in, timeout: float = 30.0) -> None:
 
 
 def test_watch_expired_dropped_and_broken_mid_rollout_still_promotes(
-    kube_stand_in, iris_models, kube_conn, tmp_path, capfd
+    isvcs, kube_stand_in, iris_models, kube_conn, tmp_path, capfd
 ):
     name = "ro-watch"
-    _create(kube_stand_in, name, iris_models.v1)
     r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
     model = slow_model(tmp_path / "v2-slow")
     op = KServeRolloutOperator(
@@ -400,7 +335,7 @@ def test_watch_expired_dropped_and_broken_mid_rollout_still_promotes(
 
 
 def test_trigger_watch_survives_expiry_and_broken_connections(
-    kube_stand_in, iris_models, kube_conn, tmp_path, capfd
+    isvcs, kube_stand_in, iris_models, kube_conn, tmp_path, capfd
 ):
     """The deferrable path: KServeAsyncHook (kubernetes_asyncio) under the same watch chaos."""
     import asyncio
@@ -408,7 +343,6 @@ def test_trigger_watch_survives_expiry_and_broken_connections(
     from kfp_bridge.triggers.kserve import KServeRolloutTrigger
 
     name = "ro-watch-async"
-    _create(kube_stand_in, name, iris_models.v1)
     r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
     model = slow_model(tmp_path / "v2-slow")
     obj = kube_stand_in.patch_isvc(

@@ -3,6 +3,9 @@
 ``kserve_ops_crash``: one sync rollout with a retry (the test SIGKILLs the first try).
 ``kserve_ops_kill``: a sync and a deferrable rollout side by side (the test marks both failed).
 ``kserve_ops_canary``: a deferrable rollout with ``promote=False`` (the canary stays).
+``kserve_ops_split``: a deferrable rollout whose smoke test (a callable) counts which revision
+answers 200 requests to the split URL while the canary holds.
+``kserve_ops_rollout``: a plain sync rollout with a smoke-test spec.
 Connection ``kube_ops`` is created by the test module through the REST API.
 """
 
@@ -21,6 +24,29 @@ SMOKE = {"payload": {"instances": ROWS}, "expected_shape": [3], "allowed_values"
 START = pendulum.datetime(2026, 11, 1, tz="UTC")
 
 
+def count_split(url: str) -> bool:
+    """Smoke test: 200 requests to the split URL while the canary holds, then one to ``url`` (latest)."""
+    import json
+
+    import httpx
+    from airflow.sdk import get_current_context
+
+    conf = get_current_context()["dag_run"].conf
+    served: dict[str, int] = {}
+    with httpx.Client(timeout=30) as http:
+        for _ in range(200):
+            resp = http.post(
+                f"{conf['split_url']}/v1/models/{conf['split_isvc']}:predict", json={"instances": ROWS}
+            )
+            resp.raise_for_status()
+            revision = resp.headers["x-kfp-bridge-revision"]
+            served[revision] = served.get(revision, 0) + 1
+        latest = http.post(f"{url}/v1/models/{conf['split_isvc']}:predict", json={"instances": ROWS})
+    with open(conf["counts_file"], "w") as fh:
+        json.dump({"served": served, "latest_revision": latest.headers.get("x-kfp-bridge-revision")}, fh)
+    return latest.status_code == 200 and len(latest.json()["predictions"]) == len(ROWS)
+
+
 def rollout(task_id: str, prefix: str, **kwargs: object) -> KServeRolloutOperator:
     return KServeRolloutOperator(
         task_id=task_id,
@@ -28,10 +54,9 @@ def rollout(task_id: str, prefix: str, **kwargs: object) -> KServeRolloutOperato
         storage_uri="{{ dag_run.conf['" + prefix + "_uri'] }}",
         namespace="default",
         canary_traffic_percent=20,
-        smoke_test=SMOKE,
         kubernetes_conn_id=CONN_ID,
         timeout=180,
-        **kwargs,
+        **{"smoke_test": SMOKE, **kwargs},
     )
 
 
@@ -44,3 +69,9 @@ with DAG(dag_id="kserve_ops_kill", schedule=None, start_date=START, catchup=Fals
 
 with DAG(dag_id="kserve_ops_canary", schedule=None, start_date=START, catchup=False, tags=["test"]):
     rollout("canary", "canary", deferrable=True, promote=False)
+
+with DAG(dag_id="kserve_ops_split", schedule=None, start_date=START, catchup=False, tags=["test"]):
+    rollout("rollout", "split", deferrable=True, smoke_test=count_split)
+
+with DAG(dag_id="kserve_ops_rollout", schedule=None, start_date=START, catchup=False, tags=["test"]):
+    rollout("rollout", "plain", deferrable=False)
