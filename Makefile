@@ -46,7 +46,7 @@ browser:
 
 test: venv venv-kserve browser
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos --reruns 1 --reruns-delay 5 $(PYTEST_ARGS)
 
 # Scripted faults against a real scheduler, triggerer and the stand-ins (slow; not part of make test).
 chaos: venv venv-kserve
