@@ -13,7 +13,7 @@ from airflow.sdk import DAG, Param
 from kfp_bridge.operators.kfp import KfpRunOperator
 from kfp_bridge.operators.kserve import KServeRolloutOperator
 
-MODEL_DIR = "{{ params.model_root }}/iris/{{ data_interval_end | ds }}"
+MODEL_DIR = "{{ params.model_root }}/iris/{{ (data_interval_end or dag_run.run_after) | ds }}"
 
 with DAG(
     dag_id="train_and_serve",
@@ -32,7 +32,7 @@ with DAG(
         task_id="train_iris",
         pipeline="pipelines/iris.yaml",
         experiment="iris",
-        params={"model_dir": MODEL_DIR, "seed": "{{ data_interval_end.day }}", "C": 1.0},
+        params={"model_dir": MODEL_DIR, "seed": "{{ (data_interval_end or dag_run.run_after).day }}", "C": 1.0},
         deferrable=True,
         poll_interval=5,
         timeout=pendulum.duration(hours=2),
