@@ -63,6 +63,12 @@ def check_make_target(command: str) -> None:
                 subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, timeout=120, check=True)
     elif target in ("up", "down"):
         check_make("README.md", command)
+    elif target == "chaos":
+        # The suite itself is too slow for make test; its collection must work and the target run it.
+        assert "tests/chaos" in _recipe("chaos")
+        out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:xdist", "tests/chaos"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and re.search(r"\d+ tests? collected", out.stdout), out.stdout[-2000:]
     else:
         raise AssertionError(f"no check for make {target}")
 

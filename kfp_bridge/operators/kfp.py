@@ -149,17 +149,24 @@ class KfpRunOperator(BaseOperator):
         return self._finish(hook, RunStatus.from_api(hook.get_run(run_id)))
 
     def on_kill(self) -> None:
-        """The task was killed while waiting synchronously: terminate the KFP run too."""
+        """The task was killed while waiting synchronously: terminate the KFP run too.
+
+        Airflow sends SIGKILL a few seconds after SIGTERM, so terminate comes first, before any look.
+        """
         if not self._run_id:
             return
+        from kfp_bridge.hooks.kfp import KfpApiError
+
         hook = self._get_hook()
         try:
-            status = RunStatus.from_api(hook.get_run(self._run_id))
-            if status.is_terminal:
-                return
             self.log.info("Terminating KFP run %s because the task was killed", self._run_id)
-            hook.terminate_run(self._run_id)
+            try:
+                hook.terminate_run(self._run_id)
+            except KfpApiError as err:
+                if err.status != 400:  # 400: the run had already finished; nothing to stop
+                    raise
             give_up = time.monotonic() + CANCEL_WAIT_SECONDS
+            status = RunStatus.from_api(hook.get_run(self._run_id))
             while time.monotonic() < give_up and not status.is_terminal:
                 time.sleep(1.0)
                 status = RunStatus.from_api(hook.get_run(self._run_id))

@@ -91,7 +91,9 @@ def test_compiler_output_is_deterministic(workdir):
     assert (workdir / "pipelines" / "adder.yaml").read_bytes() == first
 
 
-def test_file_with_function_and_module_form(workdir, capsys):
+def test_file_with_function_and_module_form(workdir, capsys, monkeypatch):
+    # Another test in the same worker may have imported an unrelated module named "pipelines".
+    monkeypatch.delitem(sys.modules, "pipelines", raising=False)
     write_source(workdir)
     assert compile_sources(["pipelines/adder.py:adder"]) == 0
     # module:function resolves from the current directory, like `python -m`; pipelines/ is a
