@@ -92,19 +92,22 @@ def test_compiler_output_is_deterministic(workdir):
 
 
 def test_file_with_function_and_module_form(workdir, capsys, monkeypatch):
-    # Another test in the same worker may have imported an unrelated module named "pipelines".
-    monkeypatch.delitem(sys.modules, "pipelines", raising=False)
     write_source(workdir)
     assert compile_sources(["pipelines/adder.py:adder"]) == 0
-    # module:function resolves from the current directory, like `python -m`; pipelines/ is a
-    # namespace package here (no __init__.py).
+    # module:function resolves from the current directory, like `python -m`. A unique package name:
+    # pytest puts test folders on sys.path, and one of them holds an unrelated pipelines.py.
+    package = workdir / "kfpb_compile_case"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    write_source(workdir).rename(package / "adder.py")
+    monkeypatch.syspath_prepend(str(workdir))
     try:
-        assert compile_sources(["pipelines.adder:adder"], check=True) == 0
+        assert compile_sources(["kfpb_compile_case.adder:adder"]) == 0
+        assert compile_sources(["kfpb_compile_case.adder:adder"], check=True) == 0
     finally:
-        # Don't leave this test's 'pipelines' package cached for other tests in the process.
-        for name in ("pipelines.adder", "pipelines"):
+        for name in ("kfpb_compile_case.adder", "kfpb_compile_case"):
             sys.modules.pop(name, None)
-    assert "up to date: pipelines/adder.yaml" in capsys.readouterr().out
+    assert "up to date: kfpb_compile_case/adder.yaml" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
