@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -86,6 +87,9 @@ class KfpHook(BaseHook):
         (optional), extras ``token_path``, ``namespace``, ``ui_host``, ``verify_ssl``, ``ca_cert``.
     :param namespace: overrides the connection's ``namespace`` extra.
     :param retry_policy: backoff and budget for transient failures; also sets the request timeout.
+
+    ``on_transient_failure``, when set, is called with a token-free reason before each retry of an
+    async call (the triggers' shared poller tells its triggers the API is failing).
     """
 
     conn_name_attr = "kfp_conn_id"
@@ -104,6 +108,7 @@ class KfpHook(BaseHook):
         self.kfp_conn_id = kfp_conn_id
         self.namespace = namespace
         self.retry_policy = retry_policy
+        self.on_transient_failure: Callable[[str], None] | None = None
 
     # The connection form is declared in get_provider_info ("conn-fields", "ui-field-behaviour"):
     # Airflow 3.2+ deprecates get_connection_form_widgets / get_ui_field_behaviour on hooks.
@@ -357,6 +362,8 @@ class KfpHook(BaseHook):
 
         def on_retry(exc: BaseException, wait: float) -> None:
             self.log.warning("KFP API %s: transient failure (%s); retrying in %.1fs", action, _describe(exc), wait)
+            if self.on_transient_failure is not None:
+                self.on_transient_failure(f"{action}: {_describe(exc)}")
 
         try:
             return await acall_with_retry(attempt, self.retry_policy, on_retry=on_retry)

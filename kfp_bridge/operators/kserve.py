@@ -317,7 +317,7 @@ class KServeRolloutOperator(BaseOperator):
             # here: a trigger round trip costs more, and a trigger that fires right after the
             # deferral races the scheduler's handling of the deferring process's exit (seen under
             # load: the resumed task was marked failed as "finished with state success").
-            outcome = self._wait_here(hook, INLINE_WAIT_S)
+            outcome = self._wait_here(hook, INLINE_WAIT_S) or self._final_now(hook)
             if outcome is not None:
                 return outcome
             from kfp_bridge.triggers.kserve import KServeRolloutTrigger
@@ -330,11 +330,22 @@ class KServeRolloutOperator(BaseOperator):
                     condition=r["wait"],
                     deadline=r["deadline"],
                     rollout=r,
+                    deferred_at=time.time(),
                 ),
                 method_name="execute_complete",
             )
         outcome = self._wait_here(hook, max(left, 0.0))
         return outcome or ("failed", self._timeout_message(self._last_seen))
+
+    def _final_now(self, hook: KServeHook) -> tuple[str, Any] | None:
+        """One last read before deferring: a wait that ended as the inline watch closed is not deferred."""
+        r = self._rollout
+        assert r is not None
+        obj = hook.get_isvc(r["name"], r["namespace"])
+        verdict = ks.evaluate(r["wait"], ks.IsvcStatus.from_object(obj))
+        if verdict.failure is not None:
+            return "failed", verdict.failure
+        return ("done", obj) if verdict.done else None
 
     def _wait_here(self, hook: KServeHook, seconds: float) -> tuple[str, Any] | None:
         """Watch in this process for up to ``seconds``; None when the condition is still open."""

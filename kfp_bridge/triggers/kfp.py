@@ -42,6 +42,7 @@ class KfpRunTrigger(PollingTrigger):
         self.kfp_conn_id = kfp_conn_id
         self._last_progress: tuple | None = None
         self._subscription: Any = None
+        self._api_down_since: float | None = None  # monotonic time the current outage was first seen
 
     def serialize_kwargs(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "kfp_conn_id": self.kfp_conn_id, **super().serialize_kwargs()}
@@ -54,15 +55,25 @@ class KfpRunTrigger(PollingTrigger):
 
     async def poll_once(self) -> dict[str, Any] | None:
         from kfp_bridge.hooks.kfp import KfpApiError
+        from kfp_bridge.triggers.kfp_poller import ApiDelayed
 
         try:
             status = RunStatus.from_api(await self._next_snapshot())
+        except ApiDelayed as delayed:
+            self._note_api_down(str(delayed))
+            return None
         except KfpApiError as err:
             if err.status in TRANSIENT_HTTP_STATUSES or err.status == 0:
                 # The hook's retry budget ran out during an outage; keep waiting rather than fail the task.
-                self.log.warning("KFP API unavailable (%s); still waiting for run %s", err, self.run_id)
+                self._note_api_down(str(err))
                 return None
             raise
+        if self._api_down_since is not None:
+            self.log.info(
+                "KFP API answering again after %.0f s; run %s is %s",
+                time.monotonic() - self._api_down_since, self.run_id, status.state.value,
+            )
+            self._api_down_since = None
         if status.progress_key() != self._last_progress:
             self._last_progress = status.progress_key()
             self.log.info(status.progress_line())
@@ -74,6 +85,12 @@ class KfpRunTrigger(PollingTrigger):
             "state": status.state.value,
             "message": status.progress_line() if status.is_success else status.failure_message(),
         }
+
+    def _note_api_down(self, reason: str) -> None:
+        """Once per outage in this task's log, however many retries the outage takes."""
+        if self._api_down_since is None:
+            self._api_down_since = time.monotonic()
+            self.log.warning("KFP API unavailable (%s); still waiting for run %s", reason, self.run_id)
 
     async def _next_snapshot(self) -> dict[str, Any]:
         if self._subscription is None:

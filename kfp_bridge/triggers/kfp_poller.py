@@ -16,6 +16,11 @@ Fallbacks keep the trigger's behaviour whatever the server returns:
   only when its state changed, which keeps per-step progress and the failure message;
 * a server that rejects the filter (400/404/501) puts the poller into per-run ``GET`` mode.
 
+While the API fails transiently the poller's hook retries, and each retry reaches every
+subscriber as :class:`ApiDelayed`, so each trigger can say so in its own task's log. The poller's
+task runs in an empty :mod:`contextvars` context: the triggerer routes log lines to a task's log
+by context variables, and the poller belongs to no task.
+
 Why not Airflow's shared streams (``BaseEventTrigger.shared_stream_key`` / ``open_shared_stream``,
 Airflow 3.3): they serve event-driven scheduling triggers, the stream is opened from one trigger's
 kwargs and cannot learn which run ids its subscribers want, and a subscribed trigger's own ``run``
@@ -29,6 +34,7 @@ The schedule (:class:`PollSchedule`) is pure bookkeeping over an injected clock;
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import weakref
@@ -136,6 +142,10 @@ def needs_details(run: dict[str, Any], previous_state: str | None) -> bool:
     return not has_details and run.get("state") != previous_state
 
 
+class ApiDelayed(Exception):
+    """The poller's look at the run is being retried: the API fails transiently, the wait goes on."""
+
+
 class Subscription:
     """One trigger's interest in one run; ``next()`` waits for the poller's next look at it."""
 
@@ -146,23 +156,34 @@ class Subscription:
         self._ready = asyncio.Event()
         self._run: dict[str, Any] | None = None
         self._error: BaseException | None = None
+        self._delay: str | None = None
 
     def deliver(self, run: dict[str, Any]) -> None:
-        self._run, self._error = run, None
+        self._run, self._error, self._delay = run, None, None
         self._ready.set()
 
     def fail(self, error: BaseException) -> None:
-        self._run, self._error = None, error
+        self._run, self._error, self._delay = None, error, None
         self._ready.set()
 
+    def delay(self, reason: str) -> None:
+        """The look is being retried; never hides a result that is already waiting to be read."""
+        if self._run is None and self._error is None:
+            self._delay = reason
+            self._ready.set()
+
     async def next(self) -> dict[str, Any]:
-        """The run as of the next look; raises what that look raised (e.g. ``KfpApiError``)."""
+        """The run as of the next look; raises what that look raised (e.g. ``KfpApiError``), or
+        :class:`ApiDelayed` while the look is being retried."""
         await self._ready.wait()
         self._ready.clear()
-        if self._error is not None:
-            raise self._error
-        assert self._run is not None
-        return self._run
+        run, error, delay = self._run, self._error, self._delay
+        self._run = self._error = self._delay = None
+        if error is not None:
+            raise error
+        if run is not None:
+            return run
+        raise ApiDelayed(delay)
 
     def close(self) -> None:
         self.poller.unregister(self)
@@ -197,7 +218,9 @@ class RunPoller:
         self._subscribers.setdefault(run_id, set()).add(subscription)
         self.schedule.add(run_id, interval, self._clock())
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name=f"kfp-poller-{self.key[0]}")
+            self._task = asyncio.get_running_loop().create_task(
+                self._loop(), name=f"kfp-poller-{self.key[0]}", context=contextvars.Context()
+            )
         self._wake.set()
         return subscription
 
@@ -224,6 +247,7 @@ class RunPoller:
 
     async def _loop(self) -> None:
         hook = self._hook_factory()
+        hook.on_transient_failure = self._report_delay
         try:
             while self._subscribers:
                 now = self._clock()
@@ -314,6 +338,12 @@ class RunPoller:
         self._states[run_id] = run.get("state")
         for subscription in list(self._subscribers.get(run_id, ())):
             subscription.deliver(run)
+
+    def _report_delay(self, reason: str) -> None:
+        # One host serves every registered run: an outage delays them all.
+        for subscribers in list(self._subscribers.values()):
+            for subscription in list(subscribers):
+                subscription.delay(reason)
 
     def _fail(self, run_ids: Iterable[str], error: BaseException) -> None:
         for run_id in run_ids:

@@ -19,6 +19,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from kfp_bridge.utils import kserve_status as ks
 
 ON_KILL_WAIT_S = 20.0  # of the triggerer's 30 s on_kill budget
+# A wait that ends this soon after the deferral is handed back only this long after it: Airflow
+# 3.3.2 can fail a task resumed before the scheduler processed the deferring process's exit
+# ("finished with state success, but ... running"; apache/airflow#71580, #72716).
+RESUME_SETTLE_S = 5.0
 
 
 class KServeRolloutTrigger(BaseTrigger):
@@ -26,6 +30,8 @@ class KServeRolloutTrigger(BaseTrigger):
     :param kubernetes_conn_id: cncf.kubernetes connection.
     :param condition: the wait condition (JSON). :param deadline: Unix time to give up (None: no limit).
     :param rollout: the operator's rollout state (JSON), returned in the event.
+    :param deferred_at: Unix time of the deferral; a condition met sooner than
+        :data:`RESUME_SETTLE_S` after it fires its event only then.
     """
 
     def __init__(
@@ -37,6 +43,7 @@ class KServeRolloutTrigger(BaseTrigger):
         condition: dict[str, Any],
         deadline: float | None,
         rollout: dict[str, Any],
+        deferred_at: float | None = None,
     ) -> None:
         super().__init__()
         self.name = name
@@ -45,6 +52,7 @@ class KServeRolloutTrigger(BaseTrigger):
         self.condition = condition
         self.deadline = deadline
         self.rollout = rollout
+        self.deferred_at = deferred_at
         self._kserve_hook: Any = None
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -55,6 +63,7 @@ class KServeRolloutTrigger(BaseTrigger):
             "condition": self.condition,
             "deadline": self.deadline,
             "rollout": self.rollout,
+            "deferred_at": self.deferred_at,
         }
 
     def _hook(self) -> Any:
@@ -106,12 +115,21 @@ class KServeRolloutTrigger(BaseTrigger):
                 {"status": "error", "message": f"{type(exc).__name__}: {exc}", "rollout": self.rollout}
             )
             return
+        await self._settle()
         if verdict.failure is not None:
             yield TriggerEvent({"status": "failed", "message": verdict.failure, "rollout": self.rollout})
             return
         yield TriggerEvent(
             {"status": "success", "message": "condition reached", "rollout": self.rollout, "object": obj}
         )
+
+    async def _settle(self) -> None:
+        if self.deferred_at is None:
+            return
+        wait = self.deferred_at + RESUME_SETTLE_S - time.time()
+        if wait > 0:
+            self.log.info("Condition met right after the deferral; resuming the task in %.1f s", wait)
+            await asyncio.sleep(wait)
 
     async def on_kill(self) -> None:
         """The deferred task was killed: restore the previous spec, pinned to the previous revision.

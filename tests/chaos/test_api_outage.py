@@ -60,10 +60,14 @@ def test_sixty_second_api_outage_mid_wait(
         },
         before,
     )
-    # The sync waits say so in their logs. The deferred ones are polled by the shared per-connection
-    # poller (kfp_bridge/triggers/kfp_poller.py), whose retries do not reach the task's log; their
-    # proof of riding the outage is above: still deferred near its end, then the right outcome.
+    # Every wait says so in its task's log: the sync ones per retry (the hook's backoff), the
+    # deferred ones once per outage (the shared poller hands its retries to each trigger).
     for task_id in ("sync", "sync_fails"):
         log = chaos_stack.task_log(DAG_ID, run_id, task_id, 1)
         assert "503" in log, f"{task_id} never saw the outage:\n{log[-3000:]}"
+    for task_id in ("deferred", "deferred_fails"):
+        log = chaos_stack.task_log(DAG_ID, run_id, task_id, 1)
+        said = [line for line in log.splitlines() if "KFP API unavailable" in line]
+        assert len(said) == 1 and "503" in said[0], f"{task_id}: {said}\n{log[-3000:]}"
+        assert "KFP API answering again" in log, log[-3000:]
     assert len(runs_by_tag(chaos_kfp, DAG_ID, run_id)[tag_of(DAG_ID, "sync", run_id)]) == 1

@@ -16,12 +16,10 @@ import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
 from tests.chaos.conftest import (
-    RESTART_CONN_ID,
     RUN_TIMEOUT,
     ChaosEnv,
     check_outcome,
     explain,
-    prime_kfp,
     wait_until_waiting,
 )
 from tests.fixtures.kfp_stand_in import start_kfp_stand_in
@@ -40,7 +38,6 @@ def test_kfp_restart_mid_run_fails_the_try_and_the_retry_resumes_the_same_run(
     state_dir, port = chaos_env.restart_state, chaos_env.restart_port
     with ExitStack() as stack:
         first = stack.enter_context(start_kfp_stand_in(state_dir, token=chaos_env.token, port=port))
-        prime_kfp(first, chaos_stack.dags_folder / "chaos_pipelines" / "nap.yaml", RESTART_CONN_ID)
         run_id = chaos_stack.trigger_dag(DAG_ID, conf={"seconds": RUN_SECONDS})
         before = wait_until_waiting(chaos_stack, first, DAG_ID, run_id)
         first.stop()

@@ -33,10 +33,7 @@ class Store:
             " PRIMARY KEY (kind, id))"
         )
         self.lock = threading.RLock()
-        self._mem: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
-        for kind, ident, doc in self._db.execute("SELECT kind, id, doc FROM docs"):
-            if kind in self._mem:
-                self._mem[kind][ident] = json.loads(doc)
+        self._mem = self._load()
         self._depth = 0
 
     def close(self) -> None:
@@ -64,10 +61,15 @@ class Store:
                 self._db.execute("COMMIT")
 
     def _reload(self) -> None:
-        self._mem = {kind: {} for kind in KINDS}
+        # Readers take no lock: they must see the old index or the new one, never one being filled.
+        self._mem = self._load()
+
+    def _load(self) -> dict[str, dict[str, dict[str, Any]]]:
+        mem: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in KINDS}
         for kind, ident, doc in self._db.execute("SELECT kind, id, doc FROM docs"):
-            if kind in self._mem:
-                self._mem[kind][ident] = json.loads(doc)
+            if kind in mem:
+                mem[kind][ident] = json.loads(doc)
+        return mem
 
     def get(self, kind: str, ident: str) -> dict[str, Any] | None:
         return self._mem[kind].get(ident)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import threading
 
 import kfp_server_api
 import pytest
@@ -61,6 +63,44 @@ def test_duplicate_names_are_409(client, package):
     error = _api_error(client.upload_pipeline_version, str(package), pipeline_version_name=name,
                        pipeline_id=pipeline.pipeline_id)
     assert error.status == 409 and f"already has a version named {name!r}" in error.body
+
+
+def test_conflicting_creates_never_hide_existing_resources_from_readers(client, package):
+    """Tasks racing to create one experiment get 409s; meanwhile every read of an existing pipeline
+    must still answer 200 (a rolled-back 409 once emptied the stand-in's index for a moment)."""
+    existing = client.upload_pipeline(str(package), pipeline_name=unique("seen"))
+    stop = threading.Event()
+    misses: list[str] = []
+
+    def read() -> None:
+        while not stop.is_set():
+            try:
+                client.get_pipeline(existing.pipeline_id)
+            except kfp_server_api.ApiException as err:
+                misses.append(f"{err.status} {err.body}")
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for reader in readers:
+        reader.start()
+    try:
+        for _ in range(5):
+            name = unique("race")
+            with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+                outcomes = list(pool.map(_create_experiment_status, [client] * 6, [name] * 6))
+            assert sorted(outcomes) == [200] + [409] * 5, outcomes
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join()
+    assert not misses, misses[:3]
+
+
+def _create_experiment_status(client, name: str) -> int:
+    try:
+        client.experiments.experiment_service_create_experiment({"display_name": name})
+    except kfp_server_api.ApiException as err:
+        return err.status
+    return 200
 
 
 def test_json_create_endpoints_names_lookup_and_delete(client, kfp_stand_in, package):

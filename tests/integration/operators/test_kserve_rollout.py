@@ -398,3 +398,34 @@ def test_trigger_watch_survives_expiry_and_broken_connections(
     logs = capfd.readouterr()
     assert "expired (410); re-listing" in logs.out + logs.err
     assert "broke (" in logs.out + logs.err
+
+
+def test_trigger_met_right_after_deferral_fires_only_after_the_settle_time(isvcs, kube_conn):
+    """A wait already met when the trigger starts is handed back RESUME_SETTLE_S after the deferral
+    (Airflow 3.3.2's resume-after-defer race); a trigger started later fires at once."""
+    import asyncio
+
+    from kfp_bridge.triggers.kserve import RESUME_SETTLE_S, KServeRolloutTrigger
+
+    name = "ro-input"  # Ready at generation 1 and never changed by this module's tests
+    condition = {"kind": "sole", "previous": "", "generation": 1}
+
+    async def first_event(deferred_at: float) -> tuple[dict[str, Any], float]:
+        trigger = KServeRolloutTrigger(
+            name=name, namespace="default", kubernetes_conn_id=kube_conn, condition=condition,
+            deadline=time.time() + 60, rollout={"phase": "promote"}, deferred_at=deferred_at,
+        )
+        async for event in trigger.run():
+            return event.payload, time.time()
+        raise AssertionError("no event")
+
+    just_now = time.time()
+    payload, fired = asyncio.run(first_event(just_now))
+    assert payload["status"] == "success"
+    assert fired - just_now >= RESUME_SETTLE_S - 0.1
+
+    long_ago = time.time() - 60
+    started = time.time()
+    payload, fired = asyncio.run(first_event(long_ago))
+    assert payload["status"] == "success"
+    assert fired - started < RESUME_SETTLE_S

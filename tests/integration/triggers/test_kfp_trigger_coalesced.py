@@ -132,7 +132,7 @@ def test_triggers_share_list_requests_and_each_fires_one_correct_event(
     assert len(progress) == len(set(progress))  # logged when it changes, not every poll
 
 
-def test_transient_outage_is_waited_out_and_on_kill_terminates(kfp_stand_in, kfp_conn, synthetic, tmp_path):
+def test_transient_outage_is_waited_out_and_on_kill_terminates(kfp_stand_in, kfp_conn, synthetic, tmp_path, capfd):
     synthetic(duration_seconds=3.0)
     name, long_name = unique("co-outage"), unique("co-kill")
     ids = _create_runs(kfp_stand_in, [name], tmp_path)
@@ -156,3 +156,9 @@ def test_transient_outage_is_waited_out_and_on_kill_terminates(kfp_stand_in, kfp
         kfp_stand_in.clear_faults()
     assert [(e["status"], e["state"]) for e in events] == [("success", "SUCCEEDED")]
     assert wait_for_state(kfp_stand_in.client(), ids[long_name], timeout=10).state == "CANCELED"
+    # The trigger's own log (the task's log in a triggerer) says so once per outage, not per retry.
+    printed = capfd.readouterr().out
+    said = [line for line in printed.splitlines() if "KfpRunTrigger" in line]
+    unavailable = [line for line in said if "KFP API unavailable" in line and ids[name] in line]
+    assert len(unavailable) == 1 and "503" in unavailable[0], printed[-3000:]
+    assert sum("KFP API answering again" in line for line in said) == 1, printed[-3000:]

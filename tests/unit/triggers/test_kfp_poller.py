@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+
+import pytest
 
 from kfp_bridge.triggers import kfp_poller
 from kfp_bridge.triggers.kfp import KfpRunTrigger
@@ -70,17 +73,22 @@ def test_details_are_fetched_only_when_a_listed_run_lacks_them_and_its_state_cha
 class _FakeHook:
     """Answers ListRuns from a dict and records calls; stands in for the HTTP hook in pure tests."""
 
-    def __init__(self, runs: dict[str, dict], *, list_status: int | None = None) -> None:
+    def __init__(self, runs: dict[str, dict], *, list_status: int | None = None, retries: int = 0) -> None:
         self.runs = runs
         self.list_status = list_status
+        self.retries = retries  # transient failures the "hook" retries before each list answers
         self.calls: list[tuple[str, object]] = []
         self.closed = False
+        self.on_transient_failure = None
 
     async def alist_runs(self, *, filter_, page_size, page_token=""):
         from kfp_bridge.hooks.kfp import KfpApiError
 
         ids = filter_["predicates"][0]["string_values"]["values"]
         self.calls.append(("list", len(ids)))
+        for _ in range(self.retries):
+            self.on_transient_failure("list runs: HTTPStatusError HTTP 503")
+            await asyncio.sleep(0.01)
         if self.list_status:
             raise KfpApiError("list runs", self.list_status, "filter not supported")
         return {"runs": [self.runs[i] for i in ids if i in self.runs]}
@@ -142,6 +150,95 @@ def test_a_transient_list_failure_reaches_the_subscriber_without_a_get():
     assert getattr(results["a"], "status", None) == 503
     assert poller.use_list
     assert hook.calls == [("list", 1)]
+
+
+def test_retries_reach_every_subscriber_as_a_delay_then_the_run_arrives():
+    hook = _FakeHook({"a": {"run_id": "a", "state": "RUNNING"}, "b": {"run_id": "b", "state": "RUNNING"}}, retries=3)
+
+    async def main():
+        poller = kfp_poller.RunPoller(("c", "h", ""), lambda: hook, schedule=PollSchedule(join_delay=0.0))
+        subs = [poller.register(r, 30.0) for r in ("a", "b")]
+        seen: dict[str, list[str]] = {}
+
+        async def follow(sub):  # as each trigger does, concurrently
+            outcomes = seen.setdefault(sub.run_id, [])
+            while True:
+                try:
+                    run = await asyncio.wait_for(sub.next(), 5)
+                except kfp_poller.ApiDelayed as delayed:
+                    outcomes.append(f"delayed: {delayed}")
+                    continue
+                outcomes.append(run["state"])
+                return
+
+        await asyncio.gather(*(follow(sub) for sub in subs))
+        for sub in subs:
+            sub.close()
+        return seen
+
+    seen = asyncio.run(main())
+    for run_id in ("a", "b"):
+        assert seen[run_id][0] == "delayed: list runs: HTTPStatusError HTTP 503", seen
+        assert seen[run_id][-1] == "RUNNING", seen
+    assert hook.calls[0] == ("list", 2)  # one shared look, however many subscribers were told
+
+
+def test_a_delay_never_hides_a_result_waiting_to_be_read():
+    async def main():
+        sub = kfp_poller.Subscription(poller=None, run_id="a", interval=1.0)  # type: ignore[arg-type]
+        sub.deliver({"run_id": "a", "state": "SUCCEEDED"})
+        sub.delay("list runs: HTTP 503")
+        first = await sub.next()
+        sub.delay("list runs: HTTP 503")
+        with pytest.raises(kfp_poller.ApiDelayed):
+            await sub.next()
+        return first
+
+    assert asyncio.run(main())["state"] == "SUCCEEDED"
+
+
+class _ScriptedSubscription:
+    """Plays back poller outcomes to one trigger: exceptions are raised, dicts are returned."""
+
+    def __init__(self, outcomes: list) -> None:
+        self.outcomes = outcomes
+
+    async def next(self):
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def close(self):
+        pass
+
+
+def test_the_trigger_logs_an_outage_once_and_its_end_once(caplog, capfd):
+    from kfp_bridge.hooks.kfp import KfpApiError
+
+    running = {"run_id": "r-1", "state": "RUNNING"}
+    trigger = KfpRunTrigger(run_id="r-1", kfp_conn_id="kfp_x", poll_interval=1.0)
+    trigger._subscription = _ScriptedSubscription([
+        kfp_poller.ApiDelayed("list runs: HTTPStatusError HTTP 503"),
+        kfp_poller.ApiDelayed("list runs: HTTPStatusError HTTP 503"),
+        KfpApiError("list runs", 503, "unavailable"),  # the hook's budget ran out: still an outage
+        running,
+        running,
+        kfp_poller.ApiDelayed("list runs: ConnectError"),
+        {"run_id": "r-1", "state": "SUCCEEDED"},
+    ])
+
+    async def main():
+        return [await trigger.poll_once() for _ in range(7)]
+
+    with caplog.at_level(logging.INFO):
+        payloads = asyncio.run(main())
+    assert payloads[:-1] == [None] * 6
+    assert payloads[-1]["status"] == "success"
+    text = caplog.text + capfd.readouterr().out  # Airflow's trigger loggers print through structlog
+    assert text.count("KFP API unavailable") == 2, text  # two outages, each said once
+    assert "KFP API unavailable (list runs: HTTPStatusError HTTP 503); still waiting for run r-1" in text
+    assert text.count("KFP API answering again") == 2, text
 
 
 def test_the_trigger_serializes_to_json_primitives_that_rebuild_it():
