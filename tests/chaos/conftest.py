@@ -19,15 +19,18 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from kfp_bridge.local.airflow import AirflowStack, free_port
-from kfp_bridge.utils.run_tags import parse_run_tag, run_tag
+from kfp_bridge.local.airflow import AirflowStack
+from kfp_bridge.local.launch import free_port
+from kfp_bridge.utils.run_tags import run_tag
 from tests.chaos.pipelines import compile_nap
+from tests.fixtures import airflow_checks
 from tests.fixtures.kfp_stand_in import KfpStandIn, start_kfp_stand_in
 
 DAGS = Path(__file__).parent / "dags"
@@ -174,25 +177,11 @@ def chaos_stack(
 # ----- helpers shared by the scenarios ------------------------------------------------------------
 
 
-def all_runs(stand_in: KfpStandIn) -> list[Any]:
-    client = stand_in.client()
-    runs: list[Any] = []
-    token = ""
-    while True:
-        page = client.list_runs(page_size=100, page_token=token, sort_by="created_at asc")
-        runs.extend(page.runs or [])
-        token = page.next_page_token
-        if not token:
-            return runs
-
-
 def runs_by_tag(stand_in: KfpStandIn, dag_id: str, run_id: str) -> dict[str, list[Any]]:
     """Every KFP run one Airflow dag run created, grouped by its tag (one list entry per duplicate)."""
     out: dict[str, list[Any]] = {}
-    for run in all_runs(stand_in):
-        tag = parse_run_tag(run.description)
-        if tag and tag["dag_id"] == dag_id and tag["run_id"] == run_id:
-            out.setdefault(run.description, []).append(run)
+    for run in airflow_checks.kfp_runs(stand_in, dag_id=dag_id, run_id=run_id):
+        out.setdefault(run.description, []).append(run)
     return out
 
 
@@ -266,29 +255,25 @@ def state_mismatch_tries(stack: AirflowStack, dag_id: str, run_id: str, task_id:
     return {entry["try_number"] for entry in response.json()["event_logs"]}
 
 
-def explain(stack: AirflowStack, dag_id: str, run_id: str) -> str:
-    """Task states and the error lines of every try, for assertion messages."""
-    lines = []
-    for ti in stack.task_instances(dag_id, run_id):
-        lines.append(f"{ti['task_id']}[{ti['map_index']}] {ti['state']} try {ti['try_number']}")
-        for attempt in range(1, (ti["try_number"] or 0) + 1):
-            try:
-                log = stack.task_log(dag_id, run_id, ti["task_id"], attempt, ti["map_index"])
-            except Exception as exc:  # best effort: the message must not hide the real failure
-                lines.append(f"  (no log for try {attempt}: {exc})")
-                continue
-            errors = [line[:800] for line in log.splitlines() if line.startswith(("[error]", "[warning]"))]
-            lines.extend(f"  try {attempt}: {line}" for line in errors[-4:])
-    return "\n".join(lines[:200])
+# Shorter than the operator tests' messages: a chaos dag run has up to 50 tasks, several tries each.
+explain = partial(airflow_checks.explain, line_chars=800, lines_per_try=4, max_lines=200)
 
 
 WAIT_TASKS = ("sync", "deferred", "sync_fails", "deferred_fails")
+# The Airflow state of each of them while it waits: the sync ones poll in their own process.
+WAITING = {task_id: "deferred" if task_id.startswith("deferred") else "running" for task_id in WAIT_TASKS}
+# A fault every task must ride out in its first try: each reports its own run's real outcome.
+FIRST_TRY_OUTCOME = {
+    "sync": ([(1, "success")], "SUCCEEDED"),
+    "deferred": ([(1, "success")], "SUCCEEDED"),
+    "sync_fails": ([(1, "failed")], "FAILED"),
+    "deferred_fails": ([(1, "failed")], "FAILED"),
+}
 
 
 def wait_until_waiting(stack: AirflowStack, stand_in: KfpStandIn, dag_id: str, run_id: str) -> dict[str, Any]:
     """Wait until the four tasks of chaos_wait/chaos_restart wait on four RUNNING runs; task -> run."""
-    for task_id in WAIT_TASKS:
-        state = "deferred" if task_id.startswith("deferred") else "running"
+    for task_id, state in WAITING.items():
         assert stack.wait_task_state(dag_id, run_id, task_id, (state,), RUN_TIMEOUT) == state
 
     def running() -> dict[str, Any] | None:
@@ -299,6 +284,12 @@ def wait_until_waiting(stack: AirflowStack, stand_in: KfpStandIn, dag_id: str, r
         return None
 
     return poll(running, RUN_TIMEOUT, f"the four runs of {dag_id}/{run_id} never all ran", 0.5)
+
+
+def assert_still_waiting(stack: AirflowStack, dag_id: str, run_id: str) -> None:
+    """Every task of chaos_wait/chaos_restart still waits: none finished, failed or retried."""
+    states = {ti["task_id"]: ti["state"] for ti in stack.task_instances(dag_id, run_id)}
+    assert states == WAITING, states
 
 
 def check_outcome(

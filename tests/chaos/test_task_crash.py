@@ -16,7 +16,6 @@ import pytest
 from kfp_bridge.local.airflow import AirflowStack
 from tests.chaos.conftest import (
     RUN_TIMEOUT,
-    all_runs,
     explain,
     kill,
     poll,
@@ -119,5 +118,5 @@ def test_task_killed_at_each_point_leaves_exactly_one_run(
         assert f"Reattaching to KFP run {kfp_run.run_id} (RUNNING); no new run" in second
         assert "Created KFP run" not in second
     # No run of this suite anywhere is a duplicate (also catches strays from earlier scenarios).
-    tags = [r.description for r in all_runs(chaos_kfp)]
+    tags = [r.description for r in chaos_kfp.all_runs()]
     assert len(tags) == len(set(tags))

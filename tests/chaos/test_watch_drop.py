@@ -18,7 +18,15 @@ import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
 from tests.chaos.conftest import RUN_TIMEOUT, ChaosEnv, explain, poll, state_mismatch_tries, tries
-from tests.fixtures.kube_stand_in import IrisModels, KubeStandIn, predictor_status, start_kube_stand_in
+from tests.fixtures.kube_stand_in import (
+    IrisModels,
+    KubeStandIn,
+    predictor_status,
+    release,
+    revision_traffic,
+    slow_model,
+    start_kube_stand_in,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -32,43 +40,6 @@ def chaos_kube(chaos_env: ChaosEnv) -> Iterator[KubeStandIn]:
         yield stand_in
 
 
-def _slow_model(folder: Path) -> Path:
-    """A model folder whose ``model.joblib`` is a FIFO: loading blocks until :func:`_release`."""
-    import os
-
-    folder.mkdir(parents=True)
-    os.mkfifo(folder / "model.joblib")
-    return folder
-
-
-def _release(folder: Path, model: Path) -> None:
-    import errno
-    import os
-    import shutil
-
-    fifo = folder / "model.joblib"
-    deadline = time.monotonic() + 180
-    while True:  # the model server opens the file only after importing kserve
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError as exc:  # ENXIO: no reader yet
-            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    try:
-        os.set_blocking(fd, True)
-        os.write(fd, (model / "model.joblib").read_bytes())
-    finally:
-        os.close(fd)
-    shutil.copy(model / "model.joblib", folder / "model.tmp")
-    os.replace(folder / "model.tmp", fifo)
-
-
-def _traffic(obj: dict) -> list[tuple[str, int]]:
-    return sorted((t["revisionName"], t["percent"]) for t in predictor_status(obj).get("traffic", []))
-
-
 @pytest.mark.timeout(1200)
 def test_watch_dropped_mid_rollout_still_promotes(
     chaos_stack: AirflowStack,
@@ -79,7 +50,7 @@ def test_watch_dropped_mid_rollout_still_promotes(
 ) -> None:
     suffix = secrets.token_hex(3)
     names = {mode: f"chaos-{mode}-{suffix}" for mode in MODES}
-    models = {mode: _slow_model(tmp_path / f"{mode}-v2") for mode in MODES}
+    models = {mode: slow_model(tmp_path / f"{mode}-v2") for mode in MODES}
     for name in names.values():
         chaos_kube.create_isvc(name, iris_models.v1)
     for name in names.values():
@@ -115,7 +86,7 @@ def test_watch_dropped_mid_rollout_still_promotes(
         }
         assert states == {"sync": ("running", 1), "deferred": ("deferred", 1)}, states
         for mode in MODES:
-            _release(models[mode], iris_models.v2)
+            release(models[mode], iris_models.v2, timeout=180)
         assert chaos_stack.wait_dag_run(DAG_ID, run_id, RUN_TIMEOUT) == "success", explain(
             chaos_stack, DAG_ID, run_id
         )
@@ -123,7 +94,7 @@ def test_watch_dropped_mid_rollout_still_promotes(
         for mode in MODES:  # never leave a model server blocked on its FIFO
             with contextlib.suppress(Exception):
                 if (models[mode] / "model.joblib").is_fifo():
-                    _release(models[mode], iris_models.v2)
+                    release(models[mode], iris_models.v2, timeout=180)
 
     raced: dict[str, list[int]] = {}
     for mode in MODES:
@@ -144,6 +115,6 @@ def test_watch_dropped_mid_rollout_still_promotes(
             r2,
         )
         obj = chaos_kube.get_isvc(names[mode])
-        assert _traffic(obj) == [(r2, 100)]
+        assert revision_traffic(obj) == [(r2, 100)]
         assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
     print(f"tries failed by Airflow's resume-after-defer race (then retried): {raced}")

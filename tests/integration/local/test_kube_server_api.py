@@ -39,6 +39,28 @@ def api(kube_stand_in):
     return kube_stand_in.api()
 
 
+def _watch(api, ns: str, **kwargs) -> list[dict]:
+    """Every event of one watch on the InferenceServices of ``ns`` (pass ``timeout_seconds`` to end it)."""
+    return list(watch.Watch().stream(api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, **kwargs))
+
+
+def _raw_watch(http: httpx.Client, ns: str, watch_flag: str, timeout_seconds: str):
+    """The same watch as raw HTTP (a context manager streaming the response)."""
+    return http.stream(
+        "GET",
+        f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}",
+        params={"watch": watch_flag, "timeoutSeconds": timeout_seconds},
+    )
+
+
+def _api_with_token(url: str, token: str) -> client.CustomObjectsApi:
+    """A client that sends ``token``, whatever the kubeconfig says."""
+    config = client.Configuration()
+    config.host = url
+    config.api_key = {"authorization": f"Bearer {token}"}
+    return client.CustomObjectsApi(client.ApiClient(config))
+
+
 def _settled(kube_stand_in, name, ns):
     """Wait until the controller has written its (failed) status, so it stops writing."""
     return kube_stand_in.wait_condition(
@@ -173,10 +195,7 @@ def test_error_paths(kube_stand_in, api, ns):
         api.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, no_predictor)
     assert invalid.value.status == 422
 
-    config = client.Configuration()
-    config.host = kube_stand_in.url
-    config.api_key = {"authorization": "Bearer wrong"}
-    bad_token = client.CustomObjectsApi(client.ApiClient(config))
+    bad_token = _api_with_token(kube_stand_in.url, "wrong")
     with pytest.raises(ApiException) as unauthorized:
         bad_token.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL)
     assert unauthorized.value.status == 401 and "Unauthorized" in unauthorized.value.body
@@ -224,9 +243,7 @@ def test_watch_initial_events_resume_and_selectors(kube_stand_in, api, ns):
     _settled(kube_stand_in, "w1", ns)
     _settled(kube_stand_in, "w2", ns)
 
-    initial = list(
-        watch.Watch().stream(api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, timeout_seconds=1)
-    )
+    initial = _watch(api, ns, timeout_seconds=1)
     assert sorted((e["type"], e["object"]["metadata"]["name"]) for e in initial) == [
         ("ADDED", "w1"),
         ("ADDED", "w2"),
@@ -242,33 +259,12 @@ def test_watch_initial_events_resume_and_selectors(kube_stand_in, api, ns):
     )
     api.delete_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, "w2")
 
-    resumed = list(
-        watch.Watch().stream(
-            api.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            PLURAL,
-            resource_version=rv,
-            timeout_seconds=1,
-        )
-    )
+    resumed = _watch(api, ns, resource_version=rv, timeout_seconds=1)
     kinds = [(e["type"], e["object"]["metadata"]["name"]) for e in resumed]
     assert kinds[:3] == [("MODIFIED", "w1"), ("MODIFIED", "w2"), ("DELETED", "w2")]
     assert all(int(e["object"]["metadata"]["resourceVersion"]) > int(rv) for e in resumed)
 
-    by_label = list(
-        watch.Watch().stream(
-            api.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            PLURAL,
-            resource_version=rv,
-            label_selector="app=two",
-            timeout_seconds=1,
-        )
-    )
+    by_label = _watch(api, ns, resource_version=rv, label_selector="app=two", timeout_seconds=1)
     assert {e["object"]["metadata"]["name"] for e in by_label} == {"w2"}
 
     # An object that stops matching the selector is DELETED for that watcher.
@@ -276,18 +272,7 @@ def test_watch_initial_events_resume_and_selectors(kube_stand_in, api, ns):
     api.patch_namespaced_custom_object(
         GROUP, VERSION, ns, PLURAL, "w1", {"metadata": {"labels": {"app": "gone"}}}
     )
-    left = list(
-        watch.Watch().stream(
-            api.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            PLURAL,
-            resource_version=rv,
-            label_selector="app=one",
-            timeout_seconds=1,
-        )
-    )
+    left = _watch(api, ns, resource_version=rv, label_selector="app=one", timeout_seconds=1)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in left] == [("DELETED", "w1")]
     by_field = list(
         watch.Watch().stream(
@@ -336,17 +321,7 @@ def test_watch_live_delivery_and_bookmarks(kube_stand_in, api, ns):
     )
     assert seen[0] == ("ADDED", "live") and seen[-1] == ("MODIFIED", "live")
 
-    bookmarks = list(
-        watch.Watch().stream(
-            api.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            ns,
-            PLURAL,
-            allow_watch_bookmarks=True,
-            timeout_seconds=2,
-        )
-    )
+    bookmarks = _watch(api, ns, allow_watch_bookmarks=True, timeout_seconds=2)
     bookmark = next(e for e in bookmarks if e["type"] == "BOOKMARK")
     assert bookmark["object"]["metadata"]["resourceVersion"]
 
@@ -361,25 +336,11 @@ def test_watch_410_when_history_is_compacted(kube_stand_in, api, ns):
     )
     kube_stand_in.admin("POST", "compact")
     with pytest.raises(ApiException) as with_timeout:
-        list(
-            watch.Watch().stream(
-                api.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                ns,
-                PLURAL,
-                resource_version=old_rv,
-                timeout_seconds=2,
-            )
-        )
+        _watch(api, ns, resource_version=old_rv, timeout_seconds=2)
     assert with_timeout.value.status == 410
     # Without timeout_seconds the client reconnects once with the same RV, then gives up.
     with pytest.raises(ApiException) as retried:
-        list(
-            watch.Watch().stream(
-                api.list_namespaced_custom_object, GROUP, VERSION, ns, PLURAL, resource_version=old_rv
-            )
-        )
+        _watch(api, ns, resource_version=old_rv)
     assert retried.value.status == 410 and "too old resource version" in retried.value.reason
 
 
@@ -407,26 +368,17 @@ def test_drop_watches_ends_open_streams(kube_stand_in, api, ns):
     assert done.wait(5), "the watch should end right after /_admin/drop-watches"
 
     # mode=abort breaks the connection instead of ending the chunked stream.
-    with kube_stand_in.http() as http:
-        with http.stream(
-            "GET",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}",
-            params={"watch": "true", "timeoutSeconds": "30"},
-        ) as resp:
-            assert resp.status_code == 200
-            assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["mode"] == "abort"
-            with pytest.raises(httpx.HTTPError):
-                resp.read()
+    with kube_stand_in.http() as http, _raw_watch(http, ns, "true", "30") as resp:
+        assert resp.status_code == 200
+        assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["mode"] == "abort"
+        with pytest.raises(httpx.HTTPError):
+            resp.read()
 
 
 def test_raw_protocol_details(kube_stand_in, ns):
     with kube_stand_in.http() as http:
         # Booleans are case-insensitive and the watch is chunked.
-        with http.stream(
-            "GET",
-            f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}",
-            params={"watch": "TRUE", "timeoutSeconds": "1"},
-        ) as resp:
+        with _raw_watch(http, ns, "TRUE", "1") as resp:
             assert resp.status_code == 200
             assert resp.headers.get("transfer-encoding") == "chunked"
             assert resp.headers["content-type"].startswith("application/json")
@@ -460,14 +412,7 @@ def test_token_file_is_reread_per_request(tmp_path):
         with pytest.raises(ApiException) as rotated:
             api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
         assert rotated.value.status == 401
-        config = client.Configuration()
-        config.host = private.url
-        config.api_key = {"authorization": "Bearer second"}
-        assert (
-            client.CustomObjectsApi(client.ApiClient(config)).list_cluster_custom_object(
-                GROUP, VERSION, PLURAL
-            )["items"]
-            == []
-        )
+        with_new_token = _api_with_token(private.url, "second")
+        assert with_new_token.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"] == []
         with httpx.Client(base_url=private.url) as http:
             assert http.get("/_admin/stats", headers={"authorization": "Bearer second"}).status_code == 404

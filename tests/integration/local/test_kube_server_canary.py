@@ -43,6 +43,19 @@ def _traffic(obj) -> list[tuple]:
     )
 
 
+def _wait_transition(kube_stand_in, name: str, generation: int, transition: str, *, what: str) -> dict:
+    """Wait until ``generation`` is observed and ``modelStatus.transitionStatus`` is ``transition``."""
+    return kube_stand_in.wait_for(
+        name,
+        lambda o: (
+            o["status"].get("observedGeneration") == generation
+            and o["status"]["modelStatus"]["transitionStatus"] == transition
+        ),
+        timeout=180,
+        what=what,
+    )
+
+
 def test_canary_walk_through(kube_stand_in, iris_models):
     name = "canary"
     r1, r2, r3 = (f"{name}-predictor-{n:05d}" for n in (1, 2, 3))
@@ -193,15 +206,7 @@ def test_standard_mode_ignores_canary(kube_stand_in, iris_models):
             }
         },
     )
-    obj = kube_stand_in.wait_for(
-        name,
-        lambda o: (
-            o["status"].get("observedGeneration") == 2
-            and o["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
-        ),
-        timeout=180,
-        what="replacement deployment serving",
-    )
+    obj = _wait_transition(kube_stand_in, name, 2, "UpToDate", what="replacement deployment serving")
     assert condition(obj, "Ready") == "True"
     assert "traffic" not in obj["status"]["components"]["predictor"]
     after = _served_by(url, name, 40)
@@ -216,15 +221,7 @@ def test_standard_mode_ignores_canary(kube_stand_in, iris_models):
     kube_stand_in.patch_isvc(
         name, {"spec": {"predictor": {"model": {"storageUri": f"file://{iris_models.broken}"}}}}
     )
-    obj = kube_stand_in.wait_for(
-        name,
-        lambda o: (
-            o["status"].get("observedGeneration") == 3
-            and o["status"]["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
-        ),
-        timeout=180,
-        what="failed replacement reported",
-    )
+    obj = _wait_transition(kube_stand_in, name, 3, "BlockedByFailedLoad", what="failed replacement reported")
     assert condition(obj, "Ready") == "True"
     assert obj["status"]["modelStatus"]["lastFailureInfo"]["reason"] == "ModelLoadFailed"
     assert _served_by(url, name, 10) == Counter({next(iter(after)): 10})

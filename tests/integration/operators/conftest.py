@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
-from kfp_bridge.utils.run_tags import parse_run_tag
+from tests.fixtures.airflow_checks import explain as explain  # re-exported for the test modules here
+from tests.fixtures.airflow_checks import kfp_runs
 from tests.fixtures.kfp_stand_in import KfpStandIn
 from tests.integration.operators.pipelines import compile_all
 
@@ -62,26 +63,6 @@ def add_dag(stack: AirflowStack, dag_id: str) -> str:
     return dag_id
 
 
-def kfp_runs(stand_in: KfpStandIn, **tag_filter: Any) -> list[Any]:
-    """Every run on the stand-in whose tag matches ``tag_filter`` (e.g. dag_id=..., run_id=...), oldest first."""
-    client = stand_in.client()
-    runs: list[Any] = []
-    token = ""
-    while True:
-        page = client.list_runs(page_size=100, page_token=token, sort_by="created_at asc")
-        runs.extend(page.runs or [])
-        token = page.next_page_token
-        if not token:
-            break
-    wanted = {k: str(v) for k, v in tag_filter.items()}
-    out = []
-    for run in runs:
-        tag = parse_run_tag(run.description)
-        if tag is not None and all(tag.get(k) == v for k, v in wanted.items()):
-            out.append(run)
-    return out
-
-
 def wait_kfp_runs(stand_in: KfpStandIn, count: int, states: set[str], timeout: float = 120.0, **tag_filter: Any) -> list[Any]:
     """Wait until ``count`` tagged runs exist and all are in ``states``."""
     deadline = time.monotonic() + timeout
@@ -102,19 +83,3 @@ def step_states(stand_in: KfpStandIn, run_id: str) -> dict[str, list[str]]:
     for task in run.run_details.task_details or []:
         out.setdefault(task.display_name, []).append(task.state)
     return out
-
-
-def explain(stack: AirflowStack, dag_id: str, run_id: str) -> str:
-    """Task states and the error lines of every failed try, for assertion messages."""
-    lines = []
-    for ti in stack.task_instances(dag_id, run_id):
-        lines.append(f"{ti['task_id']}[{ti['map_index']}] {ti['state']} try {ti['try_number']}")
-        for attempt in range(1, ti["try_number"] + 1):
-            try:
-                log = stack.task_log(dag_id, run_id, ti["task_id"], attempt, ti["map_index"])
-            except Exception as exc:  # best effort: the message must not hide the real failure
-                lines.append(f"  (no log for try {attempt}: {exc})")
-                continue
-            errors = [line[:1500] for line in log.splitlines() if line.startswith(("[error]", "[warning]"))]
-            lines.extend(f"  try {attempt}: {line}" for line in errors[-6:])
-    return "\n".join(lines)

@@ -24,9 +24,19 @@ import psutil
 import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
-from tests.fixtures.kube_stand_in import GROUP, PLURAL, VERSION, IrisModels, KubeStandIn, predictor_status
-from tests.integration.operators.conftest import explain
-from tests.integration.operators.test_kserve_rollout import Requests, predictions, release, served, slow_model
+from tests.fixtures.airflow_checks import explain
+from tests.fixtures.kube_stand_in import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    IrisModels,
+    KubeStandIn,
+    predictor_status,
+    release,
+    revision_traffic,
+    slow_model,
+)
+from tests.integration.operators.test_kserve_rollout import Requests, predictions, served
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("airflow")]
 
@@ -41,10 +51,6 @@ DAGS = ("kserve_ops_crash", "kserve_ops_kill", "kserve_ops_canary", "kserve_ops_
 
 def _uri(path: Path) -> str:
     return f"file://{path}"
-
-
-def _traffic(obj: dict[str, Any]) -> list[tuple[str, int]]:
-    return sorted((t["revisionName"], t["percent"]) for t in predictor_status(obj).get("traffic", []))
 
 
 def _serving(traffic: list[tuple[str, int]]) -> set[str]:
@@ -88,9 +94,8 @@ class TrafficLog(threading.Thread):
 
     def _record(self, obj: dict[str, Any]) -> str:
         predictor = obj["spec"]["predictor"]
-        self.records.append(
-            (time.time(), obj["metadata"]["generation"], predictor.get("canaryTrafficPercent"), _traffic(obj))
-        )
+        generation, canary = obj["metadata"]["generation"], predictor.get("canaryTrafficPercent")
+        self.records.append((time.time(), generation, canary, revision_traffic(obj)))
         return obj["metadata"]["resourceVersion"]
 
     def run(self) -> None:
@@ -198,6 +203,18 @@ def _wait_deferral_exit_seen(stack: AirflowStack, dag_id: str, run_id: str, task
         time.sleep(0.5)
 
 
+def _release_once_deferred(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, model: Path, real_model: Path
+) -> None:
+    """Let the :func:`slow_model` ``model`` load only after ``task_id`` deferred and the scheduler saw
+    it exit; then the dag run must succeed."""
+    assert stack.wait_task_state(dag_id, run_id, task_id, ("deferred",), RUN_TIMEOUT) == "deferred"
+    _wait_deferral_exit_seen(stack, dag_id, run_id, task_id)
+    release(model, real_model)
+    state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
+    assert state == "success", _log(stack, dag_id, run_id, task_id, 1)[-5000:]
+
+
 # ---- acceptance 6: SIGKILL mid-rollout, the retry finishes it, traffic is never left split ----------
 def test_task_killed_mid_rollout_the_retry_promotes_and_traffic_is_not_left_split(
     kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict, tmp_path: Path
@@ -235,7 +252,7 @@ def test_task_killed_mid_rollout_the_retry_promotes_and_traffic_is_not_left_spli
     assert any(traffic == [(r1, 80), (r2, 20)] for *_, traffic in log.records), log.records
     assert log.split_after(_end_time(ti)) == []
     obj = kube_stand_in.get_isvc(name)
-    assert _traffic(obj) == [(r2, 100)] and "canaryTrafficPercent" not in obj["spec"]["predictor"]
+    assert revision_traffic(obj) == [(r2, 100)] and "canaryTrafficPercent" not in obj["spec"]["predictor"]
     result = stack.xcom(dag_id, run_id, "rollout")
     assert (result["outcome"], result["previous_revision"], result["new_revision"]) == ("promoted", r1, r2)
     assert [(t["revision"], t["percent"]) for t in result["traffic"]] == [(r2, 100)]
@@ -283,7 +300,7 @@ def test_marking_a_running_and_a_deferred_rollout_failed_rolls_both_back(
                 name,
                 lambda o, r1=r1: (
                     o["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
-                    and _serving(_traffic(o)) == {r1}
+                    and _serving(revision_traffic(o)) == {r1}
                 ),
                 timeout=KILL_TIMEOUT,
                 what=f"{task_id}: rolled back to {r1}",
@@ -301,7 +318,7 @@ def test_marking_a_running_and_a_deferred_rollout_failed_rolls_both_back(
         obj = kube_stand_in.get_isvc(name)
         # The previous spec is back, pinned (canaryTrafficPercent 0) to the previous revision.
         assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 0
-        assert _serving(_traffic(obj)) == {r1} and dict(_traffic(obj))[r1] == 100
+        assert _serving(revision_traffic(obj)) == {r1} and dict(revision_traffic(obj))[r1] == 100
         assert logs[task_id].split_after(_end_time(tis[task_id])) == []
     assert "Rolled back ro-af-sync on kill" in _log(stack, dag_id, run_id, "sync", 1)
 
@@ -321,7 +338,8 @@ def test_marking_a_running_and_a_deferred_rollout_failed_rolls_both_back(
         assert reasons[task_id] in log and "Rolled back to" in log, log[-3000:]
         obj = kube_stand_in.get_isvc(name)
         r3 = f"{name}-predictor-00003"  # the restored spec's revision, now released
-        assert _traffic(obj) in ([(r3, 100)], [(f"{name}-predictor-00001", 0), (r3, 100)]), _traffic(obj)
+        traffic = revision_traffic(obj)
+        assert traffic in ([(r3, 100)], [(f"{name}-predictor-00001", 0), (r3, 100)]), traffic
         assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
         assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
 
@@ -334,17 +352,13 @@ def test_promote_false_leaves_the_canary_and_says_so(
     r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
     model = slow_model(tmp_path / "v2-slow")
     run_id = stack.trigger_dag(dag_id, conf={"canary_isvc": name, "canary_uri": _uri(model)})
-    assert stack.wait_task_state(dag_id, run_id, "canary", ("deferred",), RUN_TIMEOUT) == "deferred"
-    _wait_deferral_exit_seen(stack, dag_id, run_id, "canary")
-    release(model, iris_models.v2)
-    state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
-    assert state == "success", _log(stack, dag_id, run_id, "canary", 1)[-5000:]
+    _release_once_deferred(stack, dag_id, run_id, "canary", model, iris_models.v2)
     result = stack.xcom(dag_id, run_id, "canary")
     assert (result["outcome"], result["canary"], result["new_revision"]) == ("canary", True, r2)
     assert sorted((t["revision"], t["percent"]) for t in result["traffic"]) == [(r1, 80), (r2, 20)]
     obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 20
-    assert _traffic(obj) == [(r1, 80), (r2, 20)]
+    assert revision_traffic(obj) == [(r1, 80), (r2, 20)]
 
 
 # ---- acceptance 2: good 20% canary (deferrable: the waits run in the triggerer) --------------------
@@ -362,11 +376,7 @@ def test_good_canary_splits_about_20_percent_then_promotes(
         "counts_file": str(counts_file),
     }
     run_id = stack.trigger_dag(dag_id, conf=conf)
-    assert stack.wait_task_state(dag_id, run_id, "rollout", ("deferred",), RUN_TIMEOUT) == "deferred"
-    _wait_deferral_exit_seen(stack, dag_id, run_id, "rollout")
-    release(model, iris_models.v2)
-    state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
-    assert state == "success", _log(stack, dag_id, run_id, "rollout", 1)[-5000:]
+    _release_once_deferred(stack, dag_id, run_id, "rollout", model, iris_models.v2)
 
     # While the canary held (inside the smoke test): 200 requests split ~20/80. Binomial(200, 0.2)
     # has mean 40 and sd 5.7; 18..62 is ±3.9 sd (a false failure about once in 10^4 runs).
@@ -376,7 +386,7 @@ def test_good_canary_splits_about_20_percent_then_promotes(
     assert split["latest_revision"] == r2
 
     obj = kube_stand_in.get_isvc(name)
-    assert _traffic(obj) == [(r2, 100)]
+    assert revision_traffic(obj) == [(r2, 100)]
     assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
     assert served(kube_stand_in.serving_url(name), name, 50) == {r2: 50}
     result = stack.xcom(dag_id, run_id, "rollout")
@@ -405,6 +415,6 @@ def test_failed_load_fails_the_task_with_the_load_error_and_rolls_back(
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
     assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
     answered = served(url, name, 40)
-    assert len(answered) == 1 and _traffic(obj) == [(next(iter(answered)), 100)]
+    assert len(answered) == 1 and revision_traffic(obj) == [(next(iter(answered)), 100)]
     assert predictions(url, name) == before
     assert stack.xcom(dag_id, run_id, "rollout", key="rollout")["outcome"] == "rolled_back"

@@ -10,10 +10,7 @@ share the session stand-in.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import os
-import shutil
 import threading
 import time
 from collections import Counter
@@ -24,13 +21,22 @@ import httpx
 import pytest
 
 from kfp_bridge.operators.kserve import STATE_KEY, KServeRolloutError, KServeRolloutOperator
-from tests.fixtures.kube_stand_in import GROUP, PLURAL, VERSION, predictor_status
+from tests.fixtures.kube_stand_in import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    predictor_status,
+    release,
+    revision_traffic,
+    slow_model,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
 REVISION_HEADER = "x-kfp-bridge-revision"
 ROWS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]]
 CONN_ID = "kube_test"
+BUMP_NAMESPACE = "watch-bump"
 
 
 def _conn_env(kube_stand_in) -> dict[str, str]:
@@ -47,10 +53,6 @@ def kube_conn(kube_stand_in, monkeypatch):
 
 def _uri(path: Path) -> str:
     return f"file://{path}"
-
-
-def _traffic(obj: dict[str, Any]) -> list[tuple[str, int]]:
-    return sorted((t["revisionName"], t["percent"]) for t in predictor_status(obj).get("traffic", []))
 
 
 def served(url: str, name: str, n: int) -> Counter:
@@ -161,7 +163,7 @@ def test_smoke_failure_rolls_back(isvcs, kube_stand_in, iris_models, kube_conn):
     assert load.failures == [], load.failures[:5]
     obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
-    assert len(_traffic(obj)) == 1 and _traffic(obj)[0][1] == 100
+    assert len(revision_traffic(obj)) == 1 and revision_traffic(obj)[0][1] == 100
     assert predictions(url, name) == before
     assert context["task_state_store"][STATE_KEY]["phase"] == "rolled_back"
     assert context["ti"].xcom["rollout"]["outcome"] == "rolled_back"
@@ -238,39 +240,34 @@ def test_bad_input_rejected_before_any_change(isvcs, kube_stand_in, iris_models,
 
 
 # ---- the hook's watch: history compacted (410), watches ended and connections broken mid-rollout ----
-def slow_model(folder: Path) -> Path:
-    """A model folder whose ``model.joblib`` is a FIFO: loading it blocks until :func:`release`."""
-    folder.mkdir(parents=True)
-    os.mkfifo(folder / "model.joblib")
-    return folder
-
-
-def release(folder: Path, model: Path) -> None:
-    """Hand the blocked model server the real model, then make ``model.joblib`` an ordinary file."""
-    fifo = folder / "model.joblib"
-    deadline = time.monotonic() + 120
-    while True:  # the model server opens the file only after importing kserve (seconds)
-        try:
-            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError as exc:  # ENXIO: no reader yet
-            if exc.errno != errno.ENXIO or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    try:
-        os.set_blocking(fd, True)
-        os.write(fd, (model / "model.joblib").read_bytes())
-    finally:
-        os.close(fd)
-    shutil.copy(model / "model.joblib", folder / "model.tmp")
-    os.replace(folder / "model.tmp", fifo)
-
-
 def _wait_watching(kube_stand_in, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while kube_stand_in.admin("GET", "stats")["watchesOpen"] < 1:
         assert time.monotonic() < deadline, "the operator never opened its watch"
         time.sleep(0.05)
+
+
+def _expire_watch_history(kube_stand_in, bump: str) -> int:
+    """Once the operator watches, move the global resourceVersion past the watched object's (by
+    creating the throwaway InferenceService ``bump``) and forget the history: the operator's resume
+    from its last resourceVersion then gets 410 and must re-list. Returns the compacted version."""
+    _wait_watching(kube_stand_in)
+    kube_stand_in.create_isvc(bump, "/nonexistent", namespace=BUMP_NAMESPACE)
+    return int(kube_stand_in.admin("POST", "compact")["compactedResourceVersion"])
+
+
+def _delete_bump(kube_stand_in, bump: str) -> None:
+    with contextlib.suppress(Exception):
+        kube_stand_in.api().delete_namespaced_custom_object(GROUP, VERSION, BUMP_NAMESPACE, PLURAL, bump)
+
+
+def _end_then_break_watches(kube_stand_in) -> None:
+    """End every watch cleanly, wait until it is watched again, then break every watch connection."""
+    assert kube_stand_in.admin("POST", "drop-watches")["dropped"] >= 1
+    time.sleep(1.0)
+    _wait_watching(kube_stand_in)
+    assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["dropped"] >= 1
+    time.sleep(1.0)
 
 
 def test_watch_expired_dropped_and_broken_mid_rollout_still_promotes(
@@ -305,29 +302,18 @@ def test_watch_expired_dropped_and_broken_mid_rollout_still_promotes(
             timeout=60,
             what="the canary revision created",
         )
-        _wait_watching(kube_stand_in)
-        # Move the global resourceVersion past the watched object's, forget the history, end every
-        # watch: the operator's resume from its last resourceVersion gets 410 and must re-list.
-        kube_stand_in.create_isvc("ro-watch-bump", "/nonexistent", namespace="watch-bump")
-        compacted = int(kube_stand_in.admin("POST", "compact")["compactedResourceVersion"])
+        compacted = _expire_watch_history(kube_stand_in, "ro-watch-bump")
         assert int(kube_stand_in.get_isvc(name)["metadata"]["resourceVersion"]) < compacted
-        assert kube_stand_in.admin("POST", "drop-watches")["dropped"] >= 1
-        time.sleep(1.0)
-        _wait_watching(kube_stand_in)
-        assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["dropped"] >= 1
-        time.sleep(1.0)
+        _end_then_break_watches(kube_stand_in)
         assert worker.is_alive(), outcome  # still waiting for the canary, not failed
         release(model, iris_models.v2)
         worker.join(timeout=120)
     finally:
-        with contextlib.suppress(Exception):
-            kube_stand_in.api().delete_namespaced_custom_object(
-                GROUP, VERSION, "watch-bump", PLURAL, "ro-watch-bump"
-            )
+        _delete_bump(kube_stand_in, "ro-watch-bump")
     assert "error" not in outcome, outcome.get("error")
     result = outcome["result"]
     assert (result["outcome"], result["previous_revision"], result["new_revision"]) == ("promoted", r1, r2)
-    assert _traffic(kube_stand_in.get_isvc(name)) == [(r2, 100)]
+    assert revision_traffic(kube_stand_in.get_isvc(name)) == [(r2, 100)]
     logs = capfd.readouterr()
     text = logs.out + logs.err
     assert "expired (410); re-listing" in text
@@ -375,26 +361,17 @@ def test_trigger_watch_survives_expiry_and_broken_connections(
     worker = threading.Thread(target=lambda: asyncio.run(first_event()), daemon=True)
     worker.start()
     try:
-        _wait_watching(kube_stand_in)
-        kube_stand_in.create_isvc("ro-watch-bump2", "/nonexistent", namespace="watch-bump")
-        kube_stand_in.admin("POST", "compact")
-        assert kube_stand_in.admin("POST", "drop-watches")["dropped"] >= 1
-        time.sleep(1.0)
-        _wait_watching(kube_stand_in)
-        assert kube_stand_in.admin("POST", "drop-watches", params={"mode": "abort"})["dropped"] >= 1
-        time.sleep(1.0)
+        _expire_watch_history(kube_stand_in, "ro-watch-bump2")
+        _end_then_break_watches(kube_stand_in)
         assert worker.is_alive() and events == []
         release(model, iris_models.v2)
         worker.join(timeout=120)
     finally:
-        with contextlib.suppress(Exception):
-            kube_stand_in.api().delete_namespaced_custom_object(
-                GROUP, VERSION, "watch-bump", PLURAL, "ro-watch-bump2"
-            )
+        _delete_bump(kube_stand_in, "ro-watch-bump2")
         # Leave the service whole: promote the canary (or drop it if the test failed early).
         kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"canaryTrafficPercent": None}}})
     assert [e["status"] for e in events] == ["success"], events
-    assert _traffic(events[0]["object"]) == [(r1, 80), (r2, 20)]
+    assert revision_traffic(events[0]["object"]) == [(r1, 80), (r2, 20)]
     logs = capfd.readouterr()
     assert "expired (410); re-listing" in logs.out + logs.err
     assert "broke (" in logs.out + logs.err
