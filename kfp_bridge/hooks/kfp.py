@@ -23,7 +23,9 @@ from airflow.sdk import BaseHook
 from kfp_bridge.utils.kfp_connection import (
     KfpConnectionError,
     KfpSettings,
+    TokenSource,
     settings_from_connection,
+    token_fingerprint,
 )
 from kfp_bridge.utils.retry import (
     DEFAULT_POLICY,
@@ -109,6 +111,7 @@ class KfpHook(BaseHook):
         self.namespace = namespace
         self.retry_policy = retry_policy
         self.on_transient_failure: Callable[[str], None] | None = None
+        self._sent_token = ""  # fingerprint of the token the last sync request carried
 
     # The connection form is declared in get_provider_info ("conn-fields", "ui-field-behaviour"):
     # Airflow 3.2+ deprecates get_connection_form_widgets / get_ui_field_behaviour on hooks.
@@ -140,7 +143,9 @@ class KfpHook(BaseHook):
             config.api_key_prefix["authorization"] = "Bearer"
 
             def refresh(configuration: Any) -> None:
-                configuration.api_key["authorization"] = settings.token.read()
+                token = settings.token.read()
+                self._sent_token = token_fingerprint(token)
+                configuration.api_key["authorization"] = token
 
             config.refresh_api_key_hook = refresh
         return kfp_server_api.ApiClient(config)
@@ -177,12 +182,22 @@ class KfpHook(BaseHook):
         def on_retry(exc: BaseException, wait: float) -> None:
             self.log.warning("KFP API %s: transient failure (%s); retrying in %.1fs", action, _describe(exc), wait)
 
-        try:
-            return call_with_retry(attempt, self.retry_policy, on_retry=on_retry)
-        except KfpConnectionError:
-            raise
-        except Exception as exc:
-            raise self._api_error(action, exc) from None
+        return self._run_sync(action, lambda: call_with_retry(attempt, self.retry_policy, on_retry=on_retry))
+
+    def _run_sync(self, action: str, call: Callable[[], Any]) -> Any:
+        """``call`` with its failures as :class:`KfpApiError`; a 401 for a token the file no longer
+        holds (rotated while the request was on its way) is sent once more with the new token."""
+        for last_chance in (False, True):
+            try:
+                return call()
+            except KfpConnectionError:
+                raise
+            except Exception as exc:
+                if not last_chance and _rotated_in_flight(exc, self.settings.token, self._sent_token):
+                    self.log.info("KFP API %s: the token file changed while the request was sent; sending it again", action)
+                    continue
+                raise self._api_error(action, exc) from None
+        raise AssertionError("unreachable")
 
     def _api_error(self, action: str, exc: BaseException) -> KfpApiError:
         status = http_status_of(exc) or 0
@@ -231,12 +246,8 @@ class KfpHook(BaseHook):
                     return existing[0]
             return attempt().to_dict()
 
-        try:
-            return call_with_retry(attempt_once_then_lookup, self.retry_policy)
-        except KfpConnectionError:
-            raise
-        except Exception as exc:
-            raise self._api_error(action, exc) from None
+        # A 401 means the server created nothing, so sending it again after a rotation is safe.
+        return self._run_sync(action, lambda: call_with_retry(attempt_once_then_lookup, self.retry_policy))
 
     def retry_run(self, run_id: str) -> None:
         api = self._api("RunServiceApi")
@@ -345,10 +356,13 @@ class KfpHook(BaseHook):
         settings = await self.asettings()
         client = await self._aclient()
 
+        sent = [""]  # fingerprint of the token the last attempt carried
+
         async def attempt() -> dict[str, Any]:
             headers = {"Accept": "application/json", "Content-Type": "application/json"}
             # A file read could stall on a slow volume; keep it off the event loop.
             token = await asyncio.to_thread(settings.token.read)
+            sent[0] = token_fingerprint(token)
             if token:
                 headers["authorization"] = f"Bearer {token}"
             response = await client.request(method, settings.host + path, headers=headers, params=params)
@@ -365,15 +379,20 @@ class KfpHook(BaseHook):
             if self.on_transient_failure is not None:
                 self.on_transient_failure(f"{action}: {_describe(exc)}")
 
-        try:
-            return await acall_with_retry(attempt, self.retry_policy, on_retry=on_retry)
-        except KfpConnectionError:
-            raise
-        except Exception as exc:
-            status = http_status_of(exc) or 0
-            response = getattr(exc, "response", None)
-            message = _server_message(response.text) if response is not None else _describe(exc)
-            raise KfpApiError(action, status, message, _hint(status, settings)) from None
+        for last_chance in (False, True):
+            try:
+                return await acall_with_retry(attempt, self.retry_policy, on_retry=on_retry)
+            except KfpConnectionError:
+                raise
+            except Exception as exc:
+                if not last_chance and await asyncio.to_thread(_rotated_in_flight, exc, settings.token, sent[0]):
+                    self.log.info("KFP API %s: the token file changed while the request was sent; sending it again", action)
+                    continue
+                status = http_status_of(exc) or 0
+                response = getattr(exc, "response", None)
+                message = _server_message(response.text) if response is not None else _describe(exc)
+                raise KfpApiError(action, status, message, _hint(status, settings)) from None
+        raise AssertionError("unreachable")
 
     async def _aclient(self) -> httpx.AsyncClient:
         if "_async_client" not in self.__dict__:
@@ -416,6 +435,16 @@ class KfpHook(BaseHook):
         client = self.__dict__.pop("_async_client", None)
         if client is not None:
             await client.aclose()
+
+
+def _rotated_in_flight(exc: BaseException, token: TokenSource, sent: str) -> bool:
+    """A 401 for a token the file no longer holds: the kubelet swapped it after it was read."""
+    if http_status_of(exc) != 401 or not token.rotates:
+        return False
+    try:
+        return token_fingerprint(token.read()) != sent
+    except KfpConnectionError:
+        return False
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ and so it can be unit-tested without a server.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -90,6 +91,16 @@ class TokenSource:
                     "projected token (see deploy/poddefault.yaml) or set the connection extra 'token_path'."
                 ) from None
         return None
+
+    @property
+    def rotates(self) -> bool:
+        """A token file can change between reading it and the server checking what was read."""
+        return not self.static_token and bool(self.token_path)
+
+
+def token_fingerprint(token: str | None) -> str:
+    """Tells two tokens apart without keeping either in memory."""
+    return hashlib.sha256((token or "").encode()).hexdigest()
 
 
 @dataclass(frozen=True)
