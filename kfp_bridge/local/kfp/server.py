@@ -188,34 +188,31 @@ def _add_routes(app: FastAPI, svc: KfpService) -> None:
     async def respond(fn: Callable[..., Any], *args: Any) -> JSONResponse:
         return JSONResponse(await call(fn, *args))
 
+    def route(method: str, path: str, fn: Callable[..., Any], *fixed: Any, body: bool = False,
+              query: bool = False) -> None:
+        """Answer ``method API+path`` with ``fn(*path parameters, *fixed[, JSON body][, query])``."""
+
+        async def handler(request: Request) -> JSONResponse:
+            args = [*request.path_params.values(), *fixed]
+            if body:
+                args.append(await _json_body(request))
+            if query:
+                args.append(_query(request))
+            return await respond(fn, *args)
+
+        app.add_api_route(f"{API}{path}", handler, methods=[method], name=fn.__name__)
+
     @app.get(f"{API}/healthz")
     async def healthz() -> JSONResponse:
         return JSONResponse(svc.healthz())
 
     # experiments
-    @app.post(f"{API}/experiments")
-    async def create_experiment(request: Request) -> JSONResponse:
-        return await respond(svc.create_experiment, await _json_body(request))
-
-    @app.get(f"{API}/experiments")
-    async def list_experiments(request: Request) -> JSONResponse:
-        return await respond(svc.list_experiments, _query(request))
-
-    @app.get(f"{API}/experiments/{{experiment_id}}")
-    async def get_experiment(experiment_id: str) -> JSONResponse:
-        return await respond(svc.get_experiment, experiment_id)
-
-    @app.post(f"{API}/experiments/{{experiment_id}}:archive")
-    async def archive_experiment(experiment_id: str) -> JSONResponse:
-        return await respond(svc.set_experiment_storage, experiment_id, "ARCHIVED")
-
-    @app.post(f"{API}/experiments/{{experiment_id}}:unarchive")
-    async def unarchive_experiment(experiment_id: str) -> JSONResponse:
-        return await respond(svc.set_experiment_storage, experiment_id, "AVAILABLE")
-
-    @app.delete(f"{API}/experiments/{{experiment_id}}")
-    async def delete_experiment(experiment_id: str) -> JSONResponse:
-        return await respond(svc.delete_experiment, experiment_id)
+    route("POST", "/experiments", svc.create_experiment, body=True)
+    route("GET", "/experiments", svc.list_experiments, query=True)
+    route("GET", "/experiments/{experiment_id}", svc.get_experiment)
+    route("POST", "/experiments/{experiment_id}:archive", svc.set_experiment_storage, "ARCHIVED")
+    route("POST", "/experiments/{experiment_id}:unarchive", svc.set_experiment_storage, "AVAILABLE")
+    route("DELETE", "/experiments/{experiment_id}", svc.delete_experiment)
 
     # pipelines and versions
     async def _upload(request: Request) -> tuple[bytes, str]:
@@ -239,79 +236,31 @@ def _add_routes(app: FastAPI, svc: KfpService) -> None:
         data, filename = await _upload(request)
         return await respond(svc.upload_version, data, filename, _query(request))
 
-    @app.post(f"{API}/pipelines/create")
-    async def create_pipeline_and_version(request: Request) -> JSONResponse:
-        return await respond(svc.create_pipeline_and_version, await _json_body(request))
-
-    @app.post(f"{API}/pipelines")
-    async def create_pipeline(request: Request) -> JSONResponse:
-        return await respond(svc.create_pipeline, await _json_body(request))
-
-    @app.get(f"{API}/pipelines")
-    async def list_pipelines(request: Request) -> JSONResponse:
-        return await respond(svc.list_pipelines, _query(request))
-
-    @app.get(f"{API}/pipelines/names/{{name}}")
-    async def get_pipeline_by_name(name: str) -> JSONResponse:
-        return await respond(svc.get_pipeline_by_name, name)
-
-    @app.get(f"{API}/pipelines/{{pipeline_id}}")
-    async def get_pipeline(pipeline_id: str) -> JSONResponse:
-        return await respond(svc.get_pipeline, pipeline_id)
+    route("POST", "/pipelines/create", svc.create_pipeline_and_version, body=True)
+    route("POST", "/pipelines", svc.create_pipeline, body=True)
+    route("GET", "/pipelines", svc.list_pipelines, query=True)
+    route("GET", "/pipelines/names/{name}", svc.get_pipeline_by_name)
+    route("GET", "/pipelines/{pipeline_id}", svc.get_pipeline)
 
     @app.delete(f"{API}/pipelines/{{pipeline_id}}")
     async def delete_pipeline(pipeline_id: str, request: Request) -> JSONResponse:
         cascade = request.query_params.get("cascade", "").lower() in ("true", "1")
         return await respond(svc.delete_pipeline, pipeline_id, cascade)
 
-    @app.post(f"{API}/pipelines/{{pipeline_id}}/versions")
-    async def create_pipeline_version(pipeline_id: str, request: Request) -> JSONResponse:
-        return await respond(svc.create_version, pipeline_id, await _json_body(request))
-
-    @app.get(f"{API}/pipelines/{{pipeline_id}}/versions")
-    async def list_pipeline_versions(pipeline_id: str, request: Request) -> JSONResponse:
-        return await respond(svc.list_versions, pipeline_id, _query(request))
-
-    @app.get(f"{API}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
-    async def get_pipeline_version(pipeline_id: str, pipeline_version_id: str) -> JSONResponse:
-        return await respond(svc.get_version, pipeline_id, pipeline_version_id)
-
-    @app.delete(f"{API}/pipelines/{{pipeline_id}}/versions/{{pipeline_version_id}}")
-    async def delete_pipeline_version(pipeline_id: str, pipeline_version_id: str) -> JSONResponse:
-        return await respond(svc.delete_version, pipeline_id, pipeline_version_id)
+    route("POST", "/pipelines/{pipeline_id}/versions", svc.create_version, body=True)
+    route("GET", "/pipelines/{pipeline_id}/versions", svc.list_versions, query=True)
+    route("GET", "/pipelines/{pipeline_id}/versions/{pipeline_version_id}", svc.get_version)
+    route("DELETE", "/pipelines/{pipeline_id}/versions/{pipeline_version_id}", svc.delete_version)
 
     # runs
-    @app.post(f"{API}/runs")
-    async def create_run(request: Request) -> JSONResponse:
-        return await respond(svc.create_run, await _json_body(request))
-
-    @app.get(f"{API}/runs")
-    async def list_runs(request: Request) -> JSONResponse:
-        return await respond(svc.list_runs, _query(request))
-
-    @app.get(f"{API}/runs/{{run_id}}")
-    async def get_run(run_id: str) -> JSONResponse:
-        return await respond(svc.get_run, run_id)
-
-    @app.post(f"{API}/runs/{{run_id}}:terminate")
-    async def terminate_run(run_id: str) -> JSONResponse:
-        return await respond(svc.terminate_run, run_id)
-
-    @app.post(f"{API}/runs/{{run_id}}:retry")
-    async def retry_run(run_id: str) -> JSONResponse:
-        return await respond(svc.retry_run, run_id)
-
-    @app.post(f"{API}/runs/{{run_id}}:archive")
-    async def archive_run(run_id: str) -> JSONResponse:
-        return await respond(svc.set_run_storage, run_id, "ARCHIVED")
-
-    @app.post(f"{API}/runs/{{run_id}}:unarchive")
-    async def unarchive_run(run_id: str) -> JSONResponse:
-        return await respond(svc.set_run_storage, run_id, "AVAILABLE")
-
-    @app.delete(f"{API}/runs/{{run_id}}")
-    async def delete_run(run_id: str) -> JSONResponse:
-        return await respond(svc.delete_run, run_id)
+    route("POST", "/runs", svc.create_run, body=True)
+    route("GET", "/runs", svc.list_runs, query=True)
+    route("GET", "/runs/{run_id}", svc.get_run)
+    route("POST", "/runs/{run_id}:terminate", svc.terminate_run)
+    route("POST", "/runs/{run_id}:retry", svc.retry_run)
+    route("POST", "/runs/{run_id}:archive", svc.set_run_storage, "ARCHIVED")
+    route("POST", "/runs/{run_id}:unarchive", svc.set_run_storage, "AVAILABLE")
+    route("DELETE", "/runs/{run_id}", svc.delete_run)
 
 
 def serve(host: str, port: int, state_dir: str | os.PathLike[str], token_file: str | None = None,
