@@ -9,6 +9,7 @@ imported inside operator/trigger methods, so DAG parsing never pays for it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,14 +40,91 @@ def _only_item(listing: dict[str, Any], name: str, namespace: str) -> dict[str, 
     return items[0]
 
 
-class KServeHook(KubernetesHook):
-    """InferenceService calls on a ``kubernetes`` connection.
+def _listed(listing: dict[str, Any], name: str, namespace: str) -> tuple[dict[str, Any], str]:
+    """The object of a re-list and the list's resourceVersion, where the watch resumes.
 
-    :param kubernetes_conn_id: the cncf.kubernetes connection (default ``kubernetes_default``).
-    :param request_timeout: seconds for each non-watch API call.
+    The object's own resourceVersion would be just as expired as the one that got the 410.
+    """
+    return _only_item(listing, name, namespace), listing["metadata"]["resourceVersion"]
+
+
+def _by_name(name: str) -> dict[str, str]:
+    return {"field_selector": f"metadata.name={name}"}
+
+
+def _timed_out(name: str, namespace: str, timeout: float, obj: dict[str, Any]) -> TimeoutError:
+    return TimeoutError(
+        f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj
+    )
+
+
+def watch_window(left: float) -> int:
+    """Seconds the next watch request stays open: what is left of the wait, within 1..WATCH_WINDOW."""
+    return max(1, min(WATCH_WINDOW, int(left)))
+
+
+class WatchCursor:
+    """Where a watch of one InferenceService resumes, and what its events mean; no I/O.
+
+    Both hooks open, renew and re-list the watch themselves and ask this what to do.
+
+    :param name: the InferenceService.
+    :param namespace: its namespace.
+    :param resource_version: where the watch starts.
+    :param log: the hook's logger, for the expired and broken-watch messages.
     """
 
-    hook_name = "KServe (Kubernetes)"
+    def __init__(self, name: str, namespace: str, resource_version: str, log: logging.Logger) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.resource_version = resource_version
+        self.log = log
+
+    def watch_kwargs(self, window: int) -> dict[str, Any]:
+        """The list call's keyword arguments for a watch of ``window`` seconds from here."""
+        return {**_by_name(self.name), "resource_version": self.resource_version, "timeout_seconds": window}
+
+    def changed(self, event: dict[str, Any]) -> dict[str, Any] | None:
+        """The object an ADDED or MODIFIED event brings, else None; DELETED ends the wait.
+
+        Every event, a BOOKMARK too, moves the point the watch resumes from.
+        """
+        if event["type"] == "DELETED":
+            raise _not_found(self.name, self.namespace)
+        obj = event["object"]
+        self.resource_version = obj["metadata"]["resourceVersion"]
+        return obj if event["type"] in ("ADDED", "MODIFIED") else None
+
+    def must_relist(self, status: int) -> bool:
+        """Whether a watch's API error is a 410 (the history was compacted), which only a re-list mends."""
+        if status != 410:
+            return False
+        self.log.info(
+            "Watch of %s/%s: resourceVersion %s expired (410); re-listing",
+            self.namespace,
+            self.name,
+            self.resource_version,
+        )
+        return True
+
+    def broke(self, exc: BaseException) -> None:
+        """Say that the watch connection broke; the caller re-opens it from here.
+
+        A connection broken mid-stream (load balancer reset, apiserver restart) resumes from the last
+        resourceVersion seen, as client-go's reflector does.
+        """
+        self.log.info(
+            "Watch of %s/%s broke (%s: %s); resuming from resourceVersion %s",
+            self.namespace,
+            self.name,
+            type(exc).__name__,
+            exc,
+            self.resource_version,
+        )
+
+
+class _KServeHookMixin:
+    """What both hooks take: the cncf.kubernetes connection and a timeout for each non-watch call."""
 
     def __init__(
         self,
@@ -57,6 +135,16 @@ class KServeHook(KubernetesHook):
     ) -> None:
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
         self.request_timeout = request_timeout
+
+
+class KServeHook(_KServeHookMixin, KubernetesHook):
+    """InferenceService calls on a ``kubernetes`` connection.
+
+    :param kubernetes_conn_id: the cncf.kubernetes connection (default ``kubernetes_default``).
+    :param request_timeout: seconds for each non-watch API call.
+    """
+
+    hook_name = "KServe (Kubernetes)"
 
     def get_isvc(self, name: str, namespace: str) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -79,14 +167,9 @@ class KServeHook(KubernetesHook):
     def relist_isvc(self, name: str, namespace: str) -> tuple[dict[str, Any], str]:
         """The object and the list's resourceVersion: where a watch resumes after a 410."""
         listing = self.custom_object_client.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            PLURAL,
-            field_selector=f"metadata.name={name}",
-            _request_timeout=self.request_timeout,
+            GROUP, VERSION, namespace, PLURAL, **_by_name(name), _request_timeout=self.request_timeout
         )
-        return _only_item(listing, name, namespace), listing["metadata"]["resourceVersion"]
+        return _listed(listing, name, namespace)
 
     def watch_isvc(
         self, name: str, namespace: str, resource_version: str, timeout: float
@@ -101,9 +184,9 @@ class KServeHook(KubernetesHook):
         from kubernetes.client.exceptions import ApiException
 
         deadline = time.monotonic() + timeout
-        rv = resource_version
+        cursor = WatchCursor(name, namespace, resource_version, self.log)
         while (left := deadline - time.monotonic()) > 0:
-            window = max(1, min(WATCH_WINDOW, int(left)))
+            window = watch_window(left)
             w = watch.Watch()
             try:
                 for event in w.stream(
@@ -112,40 +195,22 @@ class KServeHook(KubernetesHook):
                     VERSION,
                     namespace,
                     PLURAL,
-                    field_selector=f"metadata.name={name}",
-                    resource_version=rv,
-                    timeout_seconds=window,
+                    **cursor.watch_kwargs(window),
                     _request_timeout=(self.request_timeout, window + 10),
                 ):
-                    obj = event["object"]
-                    if event["type"] == "BOOKMARK":
-                        rv = obj["metadata"]["resourceVersion"]
+                    obj = cursor.changed(event)
+                    if obj is None:
                         continue
-                    if event["type"] == "DELETED":
-                        raise _not_found(name, namespace)
-                    rv = obj["metadata"]["resourceVersion"]
                     yield obj
                     if time.monotonic() >= deadline:
                         return
             except ApiException as exc:
-                if exc.status != 410:
+                if not cursor.must_relist(exc.status):
                     raise
-                self.log.info(
-                    "Watch of %s/%s: resourceVersion %s expired (410); re-listing", namespace, name, rv
-                )
-                obj, rv = self.relist_isvc(name, namespace)
+                obj, cursor.resource_version = self.relist_isvc(name, namespace)
                 yield obj
             except urllib3.exceptions.HTTPError as exc:
-                # A watch connection broken mid-stream (load balancer reset, apiserver restart):
-                # resume from the last resourceVersion seen, as client-go's reflector does.
-                self.log.info(
-                    "Watch of %s/%s broke (%s: %s); resuming from resourceVersion %s",
-                    namespace,
-                    name,
-                    type(exc).__name__,
-                    exc,
-                    rv,
-                )
+                cursor.broke(exc)
                 time.sleep(WATCH_RETRY_PAUSE)
             finally:
                 w.stop()
@@ -166,23 +231,11 @@ class KServeHook(KubernetesHook):
             obj = changed
             if done(obj):
                 return obj
-        raise TimeoutError(
-            f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj
-        )
+        raise _timed_out(name, namespace, timeout, obj)
 
 
-class KServeAsyncHook(AsyncKubernetesHook):
+class KServeAsyncHook(_KServeHookMixin, AsyncKubernetesHook):
     """The same calls with kubernetes_asyncio, for triggers (the connection is read asynchronously)."""
-
-    def __init__(
-        self,
-        kubernetes_conn_id: str = KubernetesHook.default_conn_name,
-        *,
-        request_timeout: float = REQUEST_TIMEOUT,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(conn_id=kubernetes_conn_id, **kwargs)
-        self.request_timeout = request_timeout
 
     async def get_isvc(self, name: str, namespace: str) -> dict[str, Any]:
         from kubernetes_asyncio import client
@@ -229,7 +282,7 @@ class KServeAsyncHook(AsyncKubernetesHook):
 
         deadline = time.monotonic() + timeout
         obj = await self.get_isvc(name, namespace)
-        rv = obj["metadata"]["resourceVersion"]
+        cursor = WatchCursor(name, namespace, obj["metadata"]["resourceVersion"], self.log)
         async with self.get_conn() as api_client:
             api = client.CustomObjectsApi(api_client)
             while True:
@@ -239,11 +292,8 @@ class KServeAsyncHook(AsyncKubernetesHook):
                     return obj
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise TimeoutError(
-                        f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s",
-                        obj,
-                    )
-                window = max(1, min(WATCH_WINDOW, int(left)))
+                    raise _timed_out(name, namespace, timeout, obj)
+                window = watch_window(left)
                 try:
                     async with watch.Watch() as w:
                         async for event in w.stream(
@@ -252,38 +302,24 @@ class KServeAsyncHook(AsyncKubernetesHook):
                             VERSION,
                             namespace,
                             PLURAL,
-                            field_selector=f"metadata.name={name}",
-                            resource_version=rv,
-                            timeout_seconds=window,
+                            **cursor.watch_kwargs(window),
                         ):
-                            if event["type"] == "DELETED":
-                                raise _not_found(name, namespace)
-                            rv = event["object"]["metadata"]["resourceVersion"]
-                            if event["type"] in ("ADDED", "MODIFIED"):
-                                obj = event["object"]
+                            changed = cursor.changed(event)
+                            if changed is not None:
+                                obj = changed
                                 break
                 except ApiException as exc:
-                    if exc.status != 410:
+                    if not cursor.must_relist(exc.status):
                         raise
-                    self.log.info(
-                        "Watch of %s/%s: resourceVersion %s expired (410); re-listing", namespace, name, rv
-                    )
                     listing = await api.list_namespaced_custom_object(
                         GROUP,
                         VERSION,
                         namespace,
                         PLURAL,
-                        field_selector=f"metadata.name={name}",
+                        **_by_name(name),
                         _request_timeout=self.request_timeout,
                     )
-                    obj, rv = _only_item(listing, name, namespace), listing["metadata"]["resourceVersion"]
+                    obj, cursor.resource_version = _listed(listing, name, namespace)
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    self.log.info(
-                        "Watch of %s/%s broke (%s: %s); resuming from resourceVersion %s",
-                        namespace,
-                        name,
-                        type(exc).__name__,
-                        exc,
-                        rv,
-                    )
+                    cursor.broke(exc)
                     await asyncio.sleep(WATCH_RETRY_PAUSE)
