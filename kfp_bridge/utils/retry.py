@@ -74,6 +74,18 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionError | TimeoutError) or type(exc).__name__ in transient_names
 
 
+def next_wait(policy: RetryPolicy, exc: BaseException, attempt: int, elapsed: float) -> float | None:
+    """Seconds to wait before retrying after attempt number ``attempt`` failed with ``exc``, or None.
+
+    None means raise ``exc``: it is not transient, or the wait would end past the total budget
+    (``elapsed`` counts from the first attempt).
+    """
+    wait = policy.backoff(attempt)
+    if not is_transient(exc) or elapsed + wait > policy.total_budget:
+        return None
+    return wait
+
+
 def call_with_retry(
     fn: Callable[[], T],
     policy: RetryPolicy = DEFAULT_POLICY,
@@ -89,8 +101,8 @@ def call_with_retry(
         try:
             return fn()
         except Exception as exc:
-            wait = policy.backoff(attempt)
-            if not is_transient(exc) or clock() - started + wait > policy.total_budget:
+            wait = next_wait(policy, exc, attempt, clock() - started)
+            if wait is None:
                 raise
             if on_retry:
                 on_retry(exc, wait)
@@ -112,8 +124,8 @@ async def acall_with_retry(
         try:
             return await fn()
         except Exception as exc:
-            wait = policy.backoff(attempt)
-            if not is_transient(exc) or clock() - started + wait > policy.total_budget:
+            wait = next_wait(policy, exc, attempt, clock() - started)
+            if wait is None:
                 raise
             if on_retry:
                 on_retry(exc, wait)
