@@ -9,23 +9,38 @@ import argparse
 import sys
 
 
+def _add_stand_in(
+    local_sub: argparse._SubParsersAction, name: str, summary: str, *, state_dir: str, token_file: str, admin: str
+) -> None:
+    """One stand-in's sub-command; the strings are the help of the command and of its options."""
+    stand_in = local_sub.add_parser(name, help=summary)
+    stand_in.add_argument("--host", default="127.0.0.1")
+    stand_in.add_argument("--port", type=int, required=True)
+    stand_in.add_argument("--state-dir", required=True, help=state_dir)
+    stand_in.add_argument("--token-file", help=token_file)
+    stand_in.add_argument("--admin", action="store_true", help=admin)
+
+
 def _add_local(sub: argparse._SubParsersAction) -> None:
     local = sub.add_parser("local", help="run the embedded stand-ins (development and tests)")
     local_sub = local.add_subparsers(dest="service", required=True)
 
-    kfp = local_sub.add_parser("kfp", help="KFP v2beta1 API server that executes pipelines with kfp.local")
-    kfp.add_argument("--host", default="127.0.0.1")
-    kfp.add_argument("--port", type=int, required=True)
-    kfp.add_argument("--state-dir", required=True, help="SQLite database and run outputs live here")
-    kfp.add_argument("--token-file", help="require 'authorization: Bearer <file content>' (re-read per request)")
-    kfp.add_argument("--admin", action="store_true", help="enable /_admin/stats and /_admin/faults")
-
-    kube = local_sub.add_parser("kube", help="Kubernetes API for KServe InferenceServices, with a controller")
-    kube.add_argument("--host", default="127.0.0.1")
-    kube.add_argument("--port", type=int, required=True)
-    kube.add_argument("--state-dir", required=True, help="writes DIR/kubeconfig for clients")
-    kube.add_argument("--token-file", help="require 'authorization: Bearer <file content>'")
-    kube.add_argument("--admin", action="store_true", help="enable /_admin test hooks")
+    _add_stand_in(
+        local_sub,
+        "kfp",
+        "KFP v2beta1 API server that executes pipelines with kfp.local",
+        state_dir="SQLite database and run outputs live here",
+        token_file="require 'authorization: Bearer <file content>' (re-read per request)",
+        admin="enable /_admin/stats and /_admin/faults",
+    )
+    _add_stand_in(
+        local_sub,
+        "kube",
+        "Kubernetes API for KServe InferenceServices, with a controller",
+        state_dir="writes DIR/kubeconfig for clients",
+        token_file="require 'authorization: Bearer <file content>'",
+        admin="enable /_admin test hooks",
+    )
 
     up = local_sub.add_parser("up", help="start both stand-ins and print the AIRFLOW_CONN_* lines to use")
     up.add_argument("--host", default="127.0.0.1")
