@@ -11,10 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+T = TypeVar("T")
+
+
+async def keep_cancellation(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` so that cancelling this task raises here, with its message, at once.
+
+    Airflow reads connections through asgiref's ``sync_to_async``, which on cancellation lets the
+    blocking read finish and then re-raises the cancellation without its message (or returns).
+    The triggerer cancels a trigger with the message ``__airflow_user_action__`` when a user marks
+    the task failed or clears it, and calls ``on_kill`` only when that message arrives; a lost one
+    leaves a killed task's KFP run (or rollout) going. The read goes on in its own task.
+    """
+    inner = asyncio.ensure_future(awaitable)
+    inner.add_done_callback(_retrieve)
+    return await asyncio.shield(inner)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    # A read finished after its caller was cancelled: nobody awaits it, so fetch its exception
+    # here rather than have asyncio log "exception was never retrieved".
+    if not task.cancelled():
+        task.exception()
 
 
 class PollingTrigger(BaseTrigger):

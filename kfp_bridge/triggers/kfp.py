@@ -7,7 +7,7 @@ import time
 from functools import cached_property
 from typing import Any
 
-from kfp_bridge.triggers.base import PollingTrigger
+from kfp_bridge.triggers.base import PollingTrigger, keep_cancellation
 from kfp_bridge.utils.retry import TRANSIENT_HTTP_STATUSES
 from kfp_bridge.utils.states import RunStatus
 
@@ -97,7 +97,7 @@ class KfpRunTrigger(PollingTrigger):
             from kfp_bridge.hooks.kfp import KfpHook
             from kfp_bridge.triggers import kfp_poller
 
-            settings = await self.hook.asettings()
+            settings = await keep_cancellation(self.hook.asettings())
             conn_id = self.kfp_conn_id  # the poller outlives this trigger: do not capture self
             key = (conn_id, settings.host, settings.namespace or "")
             self._subscription = kfp_poller.subscribe(

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from kfp_bridge.triggers.base import keep_cancellation
 from kfp_bridge.utils import kserve_status as ks
 
 ON_KILL_WAIT_S = 20.0  # of the triggerer's 30 s on_kill budget
@@ -83,9 +84,7 @@ class KServeRolloutTrigger(BaseTrigger):
             nonlocal verdict
             st = ks.IsvcStatus.from_object(obj)
             if last[0] is None:
-                # Logged once the connection is read and the object fetched: from here on a kill
-                # reaches on_kill (a cancellation inside the connection lookup loses Airflow's
-                # "user action" marker, and the triggerer then skips on_kill).
+                # Logged once the connection is read and the object fetched.
                 self.log.info(
                     "Trigger watching %s/%s (phase %s) until %s",
                     self.namespace,
@@ -101,6 +100,9 @@ class KServeRolloutTrigger(BaseTrigger):
 
         left = (self.deadline - time.time()) if self.deadline is not None else 10 * 365 * 86400.0
         try:
+            # Read the connection where a kill is not swallowed (see keep_cancellation); the hook
+            # keeps the extras, so the watch and on_kill do not read it again.
+            await keep_cancellation(self._hook().get_conn_extras())
             obj = await self._hook().wait_isvc(self.name, self.namespace, done, max(left, 0.0))
         except asyncio.CancelledError:
             raise
