@@ -39,7 +39,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.triggerer_scale import StandIn, machine_facts, write_section  # noqa: E402
+from benchmarks.report import machine_facts  # noqa: E402
+from benchmarks.triggerer_scale import StandIn, write_section  # noqa: E402
 
 PIPELINE = ROOT / "dags" / "pipelines" / "iris.yaml"
 CONN_ID = "kfp_bench"

@@ -30,6 +30,7 @@ from kfp_bridge.local.airflow import AirflowStack
 from kfp_bridge.local.launch import free_port
 from kfp_bridge.utils.run_tags import run_tag
 from tests.chaos.pipelines import compile_nap
+from tests.chaos.report import ChaosReport
 from tests.fixtures import airflow_checks
 from tests.fixtures.kfp_stand_in import KfpStandIn, start_kfp_stand_in
 
@@ -57,6 +58,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=1,
         help="run every chaos scenario this many times, all scenarios per round (acceptance: 3)",
     )
+    parser.addoption(
+        "--chaos-write-docs",
+        action="store_true",
+        help="write this session's results table into docs/chaos.md (section chaos_results)",
+    )
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -83,9 +89,23 @@ def chaos_round() -> int:
     return 1
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+_REPORT = ChaosReport()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _REPORT.add(report)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if "root" in _STATE:
         terminalreporter.write_line(f"chaos suite state and logs (Airflow, stand-ins): {_STATE['root']}")
+    if not _REPORT.cells:
+        return
+    command = " ".join(["pytest", *config.invocation_params.args])
+    terminalreporter.write_line(_REPORT.render(command))
+    if config.getoption("--chaos-write-docs"):
+        _REPORT.write(command)
+        terminalreporter.write_line("results table written to docs/chaos.md")
 
 
 @dataclass
