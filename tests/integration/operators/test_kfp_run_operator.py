@@ -15,6 +15,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from kfp_bridge.local.airflow import DB_NAME, DEV_FERNET_KEY, AirflowStack
+from tests.fixtures.airflow_checks import wait_log
 from tests.fixtures.kfp_stand_in import KfpStandIn
 from tests.integration.operators.conftest import add_dag, explain, kfp_runs, step_states, wait_kfp_runs
 
@@ -188,6 +189,9 @@ def test_killing_a_running_sync_task_and_a_deferred_task_cancels_their_runs(
     assert ops_stack.wait_task_state(sleep_dag, run_id, "sync", ("running",), RUN_TIMEOUT) == "running"
     assert ops_stack.wait_task_state(sleep_dag, run_id, "deferred", ("deferred",), RUN_TIMEOUT) == "deferred"
     wait_kfp_runs(kfp_stand_in, 2, {"RUNNING"}, dag_id=sleep_dag, run_id=run_id)
+    # The triggerer has picked the trigger up (its first progress line). Marked failed before
+    # that, a deferred task has no trigger whose on_kill Airflow could call (README runbook).
+    wait_log(ops_stack, sleep_dag, run_id, "deferred", "steps finished")
 
     # What on-call does in the UI: mark the task failed; Airflow then kills the task or its trigger.
     for task_id in ("sync", "deferred"):

@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
-from tests.fixtures.airflow_checks import explain
+from tests.fixtures.airflow_checks import explain, wait_log
 from tests.fixtures.kube_stand_in import (
     GROUP,
     PLURAL,
@@ -166,26 +166,6 @@ def _log(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, try_number
     return stack.task_log(dag_id, run_id, task_id, try_number)
 
 
-def _wait_log(
-    stack: AirflowStack,
-    dag_id: str,
-    run_id: str,
-    task_id: str,
-    text: str,
-    try_number: int = 1,
-    timeout: float = RUN_TIMEOUT,
-) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(Exception):  # the log may not exist yet
-            log = _log(stack, dag_id, run_id, task_id, try_number)
-            if text in log:
-                return log
-        if time.monotonic() > deadline:
-            pytest.fail(f"{task_id} try {try_number}: {text!r} never appeared in its log")
-        time.sleep(0.5)
-
-
 def _wait_deferral_exit_seen(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> None:
     """Wait until the scheduler has handled the exit of the process that deferred.
 
@@ -232,14 +212,14 @@ def test_task_killed_mid_rollout_the_retry_promotes_and_traffic_is_not_left_spli
             what="the canary revision created",
         )
         assert obj["spec"]["predictor"]["canaryTrafficPercent"] == 20
-        _wait_log(stack, dag_id, run_id, "rollout", f"latestCreated={r2}")  # the first try is watching
+        wait_log(stack, dag_id, run_id, "rollout", f"latestCreated={r2}")  # the first try is watching
         ti = stack.task_instance(dag_id, run_id, "rollout")
         assert (ti["state"], ti["try_number"]) == ("running", 1)
         _task_process(stack, ti).send_signal(signal.SIGKILL)
 
         # The retry comes up and resumes; only then may the model finish loading.
         assert stack.wait_task_state(dag_id, run_id, "rollout", ("running",), RUN_TIMEOUT) == "running"
-        _wait_log(stack, dag_id, run_id, "rollout", "Resuming an unfinished rollout", try_number=2)
+        wait_log(stack, dag_id, run_id, "rollout", "Resuming an unfinished rollout", try_number=2)
         release(model, iris_models.v2)
         state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
         ti = stack.task_instance(dag_id, run_id, "rollout")
@@ -284,8 +264,8 @@ def test_marking_a_running_and_a_deferred_rollout_failed_rolls_both_back(
             )
         assert stack.wait_task_state(dag_id, run_id, "deferred", ("deferred",), RUN_TIMEOUT) == "deferred"
         # Both are waiting on their watch (the trigger logs its first look at the object).
-        _wait_log(stack, dag_id, run_id, "sync", "latestCreated=ro-af-sync-predictor-00002")
-        _wait_log(stack, dag_id, run_id, "deferred", "Trigger watching default/ro-af-deferred")
+        wait_log(stack, dag_id, run_id, "sync", "latestCreated=ro-af-sync-predictor-00002")
+        wait_log(stack, dag_id, run_id, "deferred", "Trigger watching default/ro-af-deferred")
         assert stack.task_instance(dag_id, run_id, "sync")["state"] == "running"
 
         # What on-call does in the UI: mark them failed; Airflow kills the task and the trigger.
