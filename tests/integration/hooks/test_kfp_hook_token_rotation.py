@@ -10,7 +10,6 @@ real clients (kfp_server_api, httpx) and the real stand-in.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 
 import pytest
@@ -22,11 +21,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def kfp_conn(kfp_stand_in, monkeypatch) -> str:
-    conn_id = "kfp_rotation"
-    body = {"conn_type": "kfp", "host": kfp_stand_in.host, "extra": {"token_path": str(kfp_stand_in.token_file)}}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
-    return conn_id
+def kfp_conn(kfp_connection) -> str:
+    return kfp_connection("kfp_rotation")
 
 
 @pytest.fixture
@@ -82,14 +78,13 @@ def test_async_call_rotated_in_flight_is_sent_again_and_succeeds(kfp_stand_in, k
     assert _list_requests(kfp_stand_in) == 2
 
 
-def test_a_token_that_is_simply_wrong_fails_at_once_without_a_second_request(kfp_stand_in, tmp_path, monkeypatch):
+def test_a_token_that_is_simply_wrong_fails_at_once_without_a_second_request(kfp_stand_in, kfp_connection, tmp_path):
     stale = tmp_path / "stale-token"
     stale.write_text("not-the-token\n")
-    body = {"conn_type": "kfp", "host": kfp_stand_in.host, "extra": {"token_path": str(stale)}}
-    monkeypatch.setenv("AIRFLOW_CONN_KFP_STALE", json.dumps(body))
+    conn_id = kfp_connection("kfp_stale", token_path=stale)
     kfp_stand_in.reset_stats()
     with pytest.raises(KfpApiError) as info:
-        KfpHook(kfp_conn_id="kfp_stale").list_runs(page_size=1)
+        KfpHook(kfp_conn_id=conn_id).list_runs(page_size=1)
     assert info.value.status == 401
     assert "not-the-token" not in str(info.value)
     assert _list_requests(kfp_stand_in) == 1

@@ -7,7 +7,6 @@ known duration and outcome cost seconds.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from pathlib import Path
 
@@ -25,11 +24,8 @@ INTERVAL = 0.5
 
 
 @pytest.fixture
-def kfp_conn(kfp_stand_in, monkeypatch) -> str:
-    conn_id = "kfp_coalesced"
-    body = {"conn_type": "kfp", "host": kfp_stand_in.host, "extra": {"token_path": str(kfp_stand_in.token_file)}}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
-    return conn_id
+def kfp_conn(kfp_connection) -> str:
+    return kfp_connection("kfp_coalesced")
 
 
 @pytest.fixture
