@@ -342,10 +342,7 @@ class KServeRolloutOperator(BaseOperator):
         r = self._rollout
         assert r is not None
         obj = hook.get_isvc(r["name"], r["namespace"])
-        verdict = ks.evaluate(r["wait"], ks.IsvcStatus.from_object(obj))
-        if verdict.failure is not None:
-            return "failed", verdict.failure
-        return ("done", obj) if verdict.done else None
+        return _outcome(ks.evaluate(r["wait"], ks.IsvcStatus.from_object(obj)), obj)
 
     def _wait_here(self, hook: KServeHook, seconds: float) -> tuple[str, Any] | None:
         """Watch in this process for up to ``seconds``; None when the condition is still open."""
@@ -368,9 +365,7 @@ class KServeRolloutOperator(BaseOperator):
         except TimeoutError as exc:
             self._last_seen = exc.args[1] if len(exc.args) > 1 else {}
             return None
-        if verdict[0].failure is not None:
-            return "failed", verdict[0].failure
-        return "done", obj
+        return _outcome(verdict[0], obj)
 
     def _timeout_message(self, last_obj: dict[str, Any] | None) -> str:
         r = self._rollout or {}
@@ -573,6 +568,13 @@ def restore_condition(rollout: dict[str, Any]) -> dict[str, Any]:
     if rollout["mode"] == ks.KNATIVE:
         return {"kind": "canary", "percent": 0, "previous": rollout["previous_revision"]}
     return {"kind": "standard"}
+
+
+def _outcome(verdict: ks.Verdict, obj: dict[str, Any]) -> tuple[str, Any] | None:
+    """A wait's outcome from its verdict: ("failed", reason), ("done", object), or None while open."""
+    if verdict.failure is not None:
+        return "failed", verdict.failure
+    return ("done", obj) if verdict.done else None
 
 
 def _describe(phase: str, r: dict[str, Any]) -> str:
