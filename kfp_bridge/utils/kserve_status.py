@@ -1,9 +1,12 @@
-"""InferenceService status as a small typed model with pure predicates (contracts C.3–C.5).
+"""InferenceService and predictor Deployment status as small typed models with pure predicates.
 
-KServe can report ``Ready`` while the new revision is broken or not serving, so the rollout never
-trusts ``Ready`` alone: it checks ``observedGeneration``, ``latestReadyRevision`` and the traffic
-list. :func:`evaluate` decides one wait condition (a JSON dict, so a trigger can carry it) against
-one status; the operator and the trigger share it.
+KServe can report ``Ready`` while the new revision is broken or not serving, and its
+``observedGeneration`` is the Knative Service's or the Deployment's counter, not the
+InferenceService's (fidelity S1; kserve ``pkg/apis/serving/v1beta1/inference_service_status.go``,
+``PropagateStatus`` / ``PropagateRawStatus``). So the rollout never trusts ``Ready`` or
+``observedGeneration``: Knative mode reads the revision fields and the traffic list, Standard mode
+the predictor Deployment as ``kubectl rollout status`` does (S2). The wait conditions that use these
+live in :mod:`kfp_bridge.utils.rollout`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,15 @@ MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 TAG_ROUTING_ANNOTATION = "serving.kserve.io/enable-tag-routing"
 _MODE_NAMES = {"serverless": KNATIVE, "knative": KNATIVE, "rawdeployment": STANDARD, "standard": STANDARD}
 STORAGE_SCHEMES = ("file", "s3", "gs", "pvc", "https")
+# Reasons KServe gives when it rejects the spec before creating a revision or touching the Deployment.
+SPEC_FAILURE_REASONS = frozenset(
+    {"InvalidSpec", "InvalidPredictorSpec", "NoSupportingRuntime", "RuntimeNotRecognized", "RuntimeDisabled"}
+)
+# A new pod's container waiting for one of these will not become ready without a new spec.
+POD_FAILURE_REASONS = frozenset(
+    {"CrashLoopBackOff", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError"}
+)
+PROGRESS_DEADLINE_EXCEEDED = "ProgressDeadlineExceeded"
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,20 @@ class IsvcStatus:
                 return f"{type_} is False ({reason}): {message}"
         return None
 
+    def spec_failure(self) -> str | None:
+        """Why KServe refuses the spec itself (no revision/Deployment change will come), else None.
+
+        KServe stops reconciling before creating anything and says so in ``modelStatus``
+        (``transitionStatus: InvalidSpec``, ``components/predictor.go``) or in ``PredictorReady``.
+        """
+        if self.transition_status == "InvalidSpec":
+            reason = self.failure.get("reason") or "InvalidSpec"
+            return f"{reason}: {self.failure.get('message') or 'KServe rejected the predictor spec'}"
+        status, reason, message = self.conditions.get("PredictorReady", ("", "", ""))
+        if status == "False" and reason in SPEC_FAILURE_REASONS:
+            return f"PredictorReady is False ({reason}): {message}"
+        return None
+
     def progress_key(self) -> tuple[Any, ...]:
         return (self.observed_generation, self.generation, self.latest_created, self.latest_ready,
                 self.traffic, self.transition_status, self.condition("Ready"))
@@ -224,54 +250,89 @@ def merge_patch_to(current: Any, target: Any) -> Any:
     return patch
 
 
-# ---- wait conditions --------------------------------------------------------------------------
+# ---- Standard mode: the predictor Deployment and its pods ---------------------------------------
+def predictor_deployment(isvc_name: str) -> str:
+    """The predictor Deployment's name (kserve ``constants.PredictorServiceName``)."""
+    return f"{isvc_name}-predictor"
+
+
 @dataclass(frozen=True)
-class Verdict:
-    done: bool = False
-    failure: str | None = None
+class DeploymentStatus:
+    """What ``kubectl rollout status`` reads from an apps/v1 Deployment."""
 
-    @property
-    def final(self) -> bool:
-        return self.done or self.failure is not None
+    name: str
+    generation: int
+    observed_generation: int
+    spec_replicas: int
+    replicas: int
+    updated_replicas: int
+    available_replicas: int
+    progressing_reason: str
+    progressing_message: str
+    selector: dict[str, str]
 
-
-def evaluate(condition: dict[str, Any], st: IsvcStatus) -> Verdict:
-    """Decide one wait ``condition`` against ``st``.
-
-    Kinds (all carry ``generation``: the spec generation the patch produced):
-      ``canary``   new revision (not ``previous``) ready and holding exactly ``percent``
-      ``sole``     the newest ready revision holds 100% (``previous`` must not be it unless ``allow_previous``)
-      ``pinned``   ``previous`` holds 100% (rollback step 1)
-      ``standard`` Standard mode: generation observed, model UpToDate, Ready
-    """
-    kind = condition["kind"]
-    generation = int(condition.get("generation") or 0)
-    previous = str(condition.get("previous") or "")
-    if st.observed_generation < generation:
-        return Verdict()
-    if kind == "standard":
-        if st.transition_status == "BlockedByFailedLoad":
-            return Verdict(failure=st.failure_reason() or "the model failed to load")
-        return Verdict(done=st.transition_status in ("UpToDate", "") and st.is_ready)
-    if kind == "pinned":
-        return Verdict(done=st.share(previous) == 100)
-    new = st.latest_created
-    if new and new != previous and st.latest_ready != new:
-        failure = st.failure_reason(new)
-        if failure is not None:
-            return Verdict(failure=failure)
-        return Verdict()
-    if kind == "canary":
-        percent = int(condition["percent"])
-        ok = (
-            new != previous
-            and st.revision_ready(new)
-            and st.share(new) == percent
-            and (percent == 100 or st.share(previous) == 100 - percent)
+    @classmethod
+    def from_object(cls, obj: dict[str, Any]) -> DeploymentStatus:
+        meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+        progressing = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "Progressing"), {}
         )
-        return Verdict(done=ok)
-    if kind == "sole":
-        if new == previous and not condition.get("allow_previous"):
-            return Verdict()
-        return Verdict(done=st.revision_ready(new) and st.sole_revision() == new)
-    raise ValueError(f"unknown wait condition kind {kind!r}")
+        replicas = spec.get("replicas")
+        return cls(
+            name=str(meta.get("name", "")),
+            generation=int(meta.get("generation") or 0),
+            observed_generation=int(status.get("observedGeneration") or 0),
+            spec_replicas=1 if replicas is None else int(replicas),  # apps/v1 defaults to 1
+            replicas=int(status.get("replicas") or 0),
+            updated_replicas=int(status.get("updatedReplicas") or 0),
+            available_replicas=int(status.get("availableReplicas") or 0),
+            progressing_reason=str(progressing.get("reason") or ""),
+            progressing_message=str(progressing.get("message") or ""),
+            selector=dict((spec.get("selector") or {}).get("matchLabels") or {}),
+        )
+
+    def rollout_state(self) -> tuple[bool, str | None, str]:
+        """(done, failure, message) exactly as ``kubectl rollout status`` decides a Deployment
+        (kubectl ``pkg/polymorphichelpers/rollout_status.go``, ``DeploymentStatusViewer``)."""
+        if self.generation > self.observed_generation:
+            return False, None, "waiting for the deployment spec update to be observed"
+        if self.progressing_reason == PROGRESS_DEADLINE_EXCEEDED:
+            return False, f"deployment {self.name!r} exceeded its progress deadline: {self.progressing_message}", ""
+        if self.updated_replicas < self.spec_replicas:
+            return False, None, f"{self.updated_replicas} of {self.spec_replicas} new replicas updated"
+        if self.replicas > self.updated_replicas:
+            return False, None, f"{self.replicas - self.updated_replicas} old replicas pending termination"
+        if self.available_replicas < self.updated_replicas:
+            return False, None, f"{self.available_replicas} of {self.updated_replicas} updated replicas available"
+        return True, None, f"deployment {self.name!r} successfully rolled out"
+
+    def label_selector(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
+
+
+def pod_key(pod: dict[str, Any]) -> str:
+    """What tells one ReplicaSet's pods from another's: ``pod-template-hash`` (set by the Deployment
+    controller), else the pod's name."""
+    meta = pod.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    return str(labels.get("pod-template-hash") or meta.get("name") or "")
+
+
+def failing_pod(pods: list[dict[str, Any]], old_keys: frozenset[str] | set[str]) -> str | None:
+    """Why a pod not among ``old_keys`` (see :func:`pod_key`) cannot start, e.g. a crash loop; else None."""
+    for pod in pods:
+        if pod_key(pod) in old_keys:
+            continue
+        status = pod.get("status") or {}
+        for cs in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") in POD_FAILURE_REASONS:
+                name = (pod.get("metadata") or {}).get("name", "?")
+                last = ((cs.get("lastState") or {}).get("terminated") or {})
+                detail = last.get("message") or last.get("reason") or waiting.get("message") or ""
+                restarts = cs.get("restartCount", 0)
+                return (
+                    f"new pod {name} container {cs.get('name')!r} is in {waiting['reason']} "
+                    f"({restarts} restarts){': ' + str(detail)[:300] if detail else ''}"
+                )
+    return None
