@@ -10,23 +10,36 @@ Routes (``{dag_id}/{dag_run_id}/{task_id}`` address a task instance, ``?map_inde
 Authorization is Airflow's own: reading needs GET on the DAG's task instances, the action needs PUT
 (what clearing a task needs), so anonymous callers get 401 and read-only users 403. The action is a
 POST with a JSON body only: a cross-site form cannot send that without a CORS preflight, the session
-cookie is SameSite=Lax, and a request whose Origin is not this server is refused.
+cookie is SameSite=Lax, and a request whose Origin is not this server (or ``null``) is refused.
+
+Every response carries ``X-Content-Type-Options: nosniff`` and ``Referrer-Policy: same-origin``;
+every HTML response a ``Content-Security-Policy`` with a fresh nonce (:class:`SecurityHeaders`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import secrets
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import MutableHeaders
 
 from kfp_bridge.plugins import page, service
 from kfp_bridge.plugins.service import OnCallError, TaskRef
 
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 URL_PREFIX = "/kfp-bridge"
+NONCE_KEY = "kfp_bridge.csp_nonce"
+# same-origin, not no-referrer: under no-referrer a browser sends `Origin: null` with the page's own
+# POST, which json_post_only refuses.
+COMMON_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "same-origin"}
+HTML_HEADERS = {"cache-control": "no-store", "x-frame-options": "SAMEORIGIN"}
 
 can_read = Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.TASK_INSTANCE))
 can_edit = Depends(requires_access_dag(method="PUT", access_entity=DagAccessEntity.TASK_INSTANCE))
@@ -42,8 +55,30 @@ def parse_map_index(value: str | None) -> int:
     return index if index >= 0 else -1
 
 
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def allowed_origins(request: Request) -> set[str]:
+    """This server as the browser addressed it, and ``[api] base_url`` (Airflow's public URL).
+
+    X-Forwarded-Host is never read: Airflow trusts proxy headers only when the api-server runs with
+    ``--proxy-headers`` (uvicorn then rewrites the scheme from X-Forwarded-Proto for trusted
+    ``FORWARDED_ALLOW_IPS``, already in ``request.url``), and even then never the host. Behind a proxy
+    that rewrites Host, set ``[api] base_url``, as Airflow itself requires.
+    """
+    from airflow.configuration import conf
+
+    allowed = {_origin(str(request.url))}
+    base_url = conf.get("api", "base_url", fallback="") or ""
+    if urlsplit(base_url).netloc:
+        allowed.add(_origin(base_url))
+    return allowed
+
+
 def json_post_only(request: Request) -> None:
-    """CSRF guard for state-changing calls: JSON body, and no foreign Origin."""
+    """CSRF guard for state-changing calls: JSON body, and no foreign or opaque (``null``) Origin."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise HTTPException(
@@ -51,17 +86,51 @@ def json_post_only(request: Request) -> None:
             "Send this action as a JSON POST (Content-Type: application/json).",
         )
     origin = request.headers.get("origin")
-    if origin and origin != "null":
-        own = f"{request.url.scheme}://{request.url.netloc}"
-        forwarded_host = request.headers.get("x-forwarded-host")
-        allowed = {own.lower()}
-        if forwarded_host:
-            allowed.add(
-                f"{request.headers.get('x-forwarded-proto', request.url.scheme)}://{forwarded_host}".lower()
-            )
-        parts = urlsplit(origin)
-        if f"{parts.scheme}://{parts.netloc}".lower() not in allowed:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"Cross-origin request from {origin} refused.")
+    if origin is None:
+        return  # not a browser (curl, scripts with a bearer token): nothing to forge
+    if origin.strip().lower() == "null":
+        # Sent by sandboxed frames without allow-same-origin, file: and data: pages: never this UI.
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "Request with Origin: null (a sandboxed, file: or data: page) refused: "
+            "use the KFP run tab in the Airflow UI.",
+        )
+    if _origin(origin) not in allowed_origins(request):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"Cross-origin request from {origin} refused.")
+
+
+class SecurityHeaders:
+    """ASGI middleware: a per-request CSP nonce for the page, and the security headers on the way out.
+
+    Done here rather than per route so that no HTML response (error pages included) goes out without
+    its CSP; a route reads the nonce with :func:`csp_nonce`.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        nonce = scope[NONCE_KEY] = secrets.token_urlsafe(18)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in COMMON_HEADERS.items():
+                    headers[name] = value
+                if headers.get("content-type", "").lower().startswith("text/html"):
+                    headers["content-security-policy"] = page.content_security_policy(nonce)
+                    for name, value in HTML_HEADERS.items():
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def csp_nonce(request: Request) -> str:
+    return request.scope[NONCE_KEY]
 
 
 def _prefix(request: Request) -> str:
@@ -73,6 +142,10 @@ def _error(err: OnCallError) -> JSONResponse:
     return JSONResponse({"detail": err.reason}, status_code=err.status_code)
 
 
+def _error_page(request: Request, title: str, err: OnCallError) -> HTMLResponse:
+    return HTMLResponse(page.error_page(title, err.reason, nonce=csp_nonce(request)), err.status_code)
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="kfp-bridge on-call",
@@ -80,6 +153,7 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
+    app.add_middleware(SecurityHeaders)
 
     @app.get("/ti/{dag_id}/{dag_run_id}/{task_id}", response_class=HTMLResponse, dependencies=[can_read])
     def task_instance_page(
@@ -89,18 +163,19 @@ def create_app() -> FastAPI:
         try:
             view = service.build_view(ref)
         except OnCallError as err:
-            return HTMLResponse(
-                page.document("KFP run", f'<p class="error">{err.reason}</p>'), err.status_code
-            )
-        return HTMLResponse(
-            page.ti_page(view, prefix=_prefix(request)), headers={"Cache-Control": "no-store"}
-        )
+            return _error_page(request, "KFP run", err)
+        return HTMLResponse(page.ti_page(view, prefix=_prefix(request), nonce=csp_nonce(request)))
 
     @app.get("/dag-run/{dag_id}/{dag_run_id}", response_class=HTMLResponse, dependencies=[can_read])
     def dag_run_page(dag_id: str, dag_run_id: str, request: Request):
-        views = [service.build_view(ref) for ref in service.kfp_task_instances(dag_id, dag_run_id)]
-        html = page.dag_run_page(views, dag_id=dag_id, run_id=dag_run_id, prefix=_prefix(request))
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        try:
+            views = [service.build_view(ref) for ref in service.kfp_task_instances(dag_id, dag_run_id)]
+        except OnCallError as err:  # a task instance gone between listing and reading
+            return _error_page(request, "KFP runs", err)
+        html = page.dag_run_page(
+            views, dag_id=dag_id, run_id=dag_run_id, prefix=_prefix(request), nonce=csp_nonce(request)
+        )
+        return HTMLResponse(html)
 
     @app.get("/api/ti/{dag_id}/{dag_run_id}/{task_id}", dependencies=[can_read])
     def task_instance_json(dag_id: str, dag_run_id: str, task_id: str, map_index: MapIndex = "-1"):

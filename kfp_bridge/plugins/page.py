@@ -4,12 +4,16 @@ Airflow renders an external view in an iframe sandboxed with ``allow-scripts all
 allow-forms allow-downloads``. Same origin means the page's ``fetch`` carries the UI's own session
 (the HttpOnly ``_token`` JWT cookie, SameSite=Lax), exactly as Airflow's UI calls its API. Without
 ``allow-popups`` a ``target=_blank`` link would do nothing, so KFP links open through the parent page.
+
+Script on this origin could call Airflow's API with the viewer's session, so every value that comes
+from the request, Airflow or KFP goes through ``escape``, and the page runs only its own ``<script>``
+and ``<style>``, marked with the response's CSP nonce (:func:`content_security_policy`).
 """
 
 from __future__ import annotations
 
 from html import escape
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from kfp_bridge.plugins.service import RunView, TaskRef, format_duration
 
@@ -43,7 +47,7 @@ table { border-collapse: collapse; width: 100%; margin: 8px 0 16px; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e4e7eb; vertical-align: top; }
 th { color: #52606d; font-weight: 600; }
 tr.failed td { background: #fdecea; }
-.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; background: #52606d; }
 .error { color: #b71c1c; white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 12px; }
 .note { color: #52606d; }
 .panel { border: 1px solid #e4e7eb; border-radius: 6px; padding: 12px; margin: 12px 0; }
@@ -51,7 +55,9 @@ button { background: #c62828; color: #fff; border: 0; border-radius: 4px; paddin
 button[disabled] { background: #9aa5b1; cursor: not-allowed; }
 #retry-result.ok { color: #2e7d32; } #retry-result.refused { color: #b71c1c; }
 a { color: #1565c0; }
-"""
+""" + "".join(
+    f'.badge[data-state="{state}"] {{ background: {color}; }}\n' for state, color in STATE_COLORS.items()
+)
 
 SCRIPT = """
 (function () {
@@ -100,28 +106,73 @@ SCRIPT = """
       });
     });
   }
-  if (document.body.dataset.active === "true") { setTimeout(function () { location.reload(); }, 5000); }
+  // Refresh while something moves; while KFP is unavailable each reload costs the api-server a KFP
+  // call that fails slowly, so wait twice as long each time (10 s .. 2 min), per tab.
+  var body = document.body, BACKOFF = "kfp-bridge:backoff:" + location.pathname + location.search;
+  var seconds = 0;
+  if (body.dataset.kfp === "unavailable") {
+    seconds = Math.min(Number(sessionStorage.getItem(BACKOFF) || 5) * 2, 120);
+    sessionStorage.setItem(BACKOFF, String(seconds));
+    var note = document.getElementById("refresh-note");
+    if (note) { note.textContent = "Trying KFP again in " + seconds + " s."; }
+  } else {
+    sessionStorage.removeItem(BACKOFF);
+    if (body.dataset.active === "true") { seconds = 5; }
+  }
+  if (seconds) { setTimeout(function () { location.reload(); }, seconds * 1000); }
 })();
 """
 
+KFP_UNAVAILABLE = "KFP unavailable"
+
+
+def content_security_policy(nonce: str) -> str:
+    """The CSP of every HTML response: only this page's nonce-marked script and style run.
+
+    ``connect-src 'self'`` is the retry POST; ``frame-ancestors 'self'`` lets only Airflow's own UI
+    frame the page; nothing else (images, fonts, forms, plugins, ``<base>``) is needed.
+    """
+    return (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'"
+    )
+
 
 def badge(state: str | None) -> str:
-    text = state or "none"
-    color = STATE_COLORS.get(text, "#52606d")
-    return f'<span class="badge" data-state="{escape(text)}" style="background:{color}">{escape(text)}</span>'
+    text = escape(state or "none")
+    return f'<span class="badge" data-state="{text}">{text}</span>'
 
 
 def _link(url: str, text: str) -> str:
+    # Only web links: a javascript: or data: URL from a connection's ui_host would run on click.
+    if urlsplit(url).scheme.lower() not in ("http", "https"):
+        return escape(text)
     return f'<a class="kfp-link" href="{escape(url)}" target="_blank" rel="noopener noreferrer">{escape(text)}</a>'
 
 
-def document(title: str, body: str, *, active: bool = False) -> str:
+def document(
+    title: str, body: str, *, nonce: str, active: bool = False, kfp_unavailable: bool = False
+) -> str:
+    """The whole page; ``body`` is HTML built here from escaped values, ``nonce`` the response's CSP nonce."""
+    nonce = escape(nonce)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{escape(title)}</title><style>{STYLE}</style></head>"
-        f'<body data-active="{"true" if active else "false"}">{body}<script>{SCRIPT}</script></body></html>'
+        f'<title>{escape(title)}</title><style nonce="{nonce}">{STYLE}</style></head>'
+        f'<body data-active="{"true" if active else "false"}" '
+        f'data-kfp="{"unavailable" if kfp_unavailable else "ok"}">'
+        f'{body}<script nonce="{nonce}">{SCRIPT}</script></body></html>'
     )
+
+
+def error_page(title: str, message: str, *, nonce: str) -> str:
+    """A refusal or failure (404, 403...): the message names request values, so it is escaped too."""
+    return document(title, f'<p class="error" id="error">{escape(message)}</p>', nonce=nonce)
+
+
+def _problem(problem: str) -> str:
+    label = "" if problem.startswith(KFP_UNAVAILABLE) else f"<strong>{KFP_UNAVAILABLE}.</strong> "
+    return f'<p class="error" id="problem">{label}{escape(problem)}</p><p class="note" id="refresh-note"></p>'
 
 
 def retry_url(prefix: str, ref: TaskRef) -> str:
@@ -129,7 +180,7 @@ def retry_url(prefix: str, ref: TaskRef) -> str:
     return f"{prefix}/api/ti/{path}/retry-failed-steps?map_index={ref.map_index}"
 
 
-def ti_page(view: RunView, *, prefix: str) -> str:
+def ti_page(view: RunView, *, prefix: str, nonce: str) -> str:
     ref = view.ref
     label = ref.task_id if ref.map_index < 0 else f"{ref.task_id}[{ref.map_index}]"
     parts = [f"<h1>Kubeflow Pipelines run of {escape(label)}</h1>"]
@@ -147,7 +198,7 @@ def ti_page(view: RunView, *, prefix: str) -> str:
     parts.append("<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>")
 
     if view.problem:
-        parts.append(f'<p class="error" id="problem">{escape(view.problem)}</p>')
+        parts.append(_problem(view.problem))
     if view.steps:
         failed = view.failed_steps
         summary = (
@@ -188,14 +239,20 @@ def ti_page(view: RunView, *, prefix: str) -> str:
         )
     else:
         parts.append(f'<p class="note" id="retry-reason">{escape(view.reason or "")}</p>')
-    return document(f"KFP run of {label}", "".join(parts), active=view.active and view.is_kfp_task)
+    return document(
+        f"KFP run of {label}",
+        "".join(parts),
+        nonce=nonce,
+        active=view.active and view.is_kfp_task,
+        kfp_unavailable=view.problem is not None,
+    )
 
 
-def dag_run_page(views: list[RunView], *, dag_id: str, run_id: str, prefix: str) -> str:
+def dag_run_page(views: list[RunView], *, dag_id: str, run_id: str, prefix: str, nonce: str) -> str:
     parts = [f"<h1>Kubeflow Pipelines runs of {escape(dag_id)} / {escape(run_id)}</h1>"]
     if not views:
         parts.append('<p class="note">This DAG run has no KfpRunOperator tasks.</p>')
-        return document("KFP runs", "".join(parts))
+        return document("KFP runs", "".join(parts), nonce=nonce)
     table = [
         "<table id=runs><thead><tr><th>Task</th><th>Airflow</th><th>KFP run</th><th>Failed steps</th><th></th></tr></thead><tbody>"
     ]
@@ -216,5 +273,8 @@ def dag_run_page(views: list[RunView], *, dag_id: str, run_id: str, prefix: str)
         )
     table.append("</tbody></table>")
     parts.append("".join(table))
+    problems = [view.problem for view in views if view.problem]
+    if problems:
+        parts.append(_problem(problems[0]))
     active = any(view.active for view in views)
-    return document("KFP runs", "".join(parts), active=active)
+    return document("KFP runs", "".join(parts), nonce=nonce, active=active, kfp_unavailable=bool(problems))
