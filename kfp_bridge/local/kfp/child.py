@@ -224,6 +224,9 @@ def run(run_dir: Path, attempt: int) -> int:
         spec_path = run_dir / "pipeline.json"
         params = json.loads((run_dir / "params.json").read_text())
         install_hooks(events, RetryCache(run_dir / "retry-cache"), attempt)
+        # Issue 11: default-compiled components' pip bootstrap and packages_to_install (bootstrap.py).
+        from kfp_bridge.local.kfp import bootstrap
+        bootstrap.install(run_dir)
         workspace = run_dir / f"workspace-{attempt}"
         workspace.mkdir(parents=True, exist_ok=True)
         local.init(
