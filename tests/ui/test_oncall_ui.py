@@ -3,11 +3,9 @@ headless Chromium (Debian's chromium + chromedriver, driven by selenium)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
@@ -16,47 +14,12 @@ import pytest
 from kfp_bridge.local.airflow import AirflowStack
 from tests.fixtures.kfp_stand_in import KfpStandIn
 from tests.integration.operators.conftest import explain, kfp_runs, step_states
-from tests.integration.operators.pipelines import compile_all
+from tests.ui.conftest import GROUP, REPO, SINGLE, chromium, log_in
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("ui")]
 
-REPO = Path(__file__).resolve().parents[2]
-DAGS = Path(__file__).parent / "dags"
-SINGLE = "oncall_ui_single"
-GROUP = "oncall_ui_group"
 RUN_TIMEOUT = 180
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 README_SCREENSHOT = REPO / "docs" / "img" / "retry-failed-steps.png"
-
-
-@pytest.fixture(scope="module")
-def ui_stack(
-    tmp_path_factory: pytest.TempPathFactory, kfp_stand_in: KfpStandIn, airflow_db_cache: Path
-) -> Iterator[AirflowStack]:
-    """Its own stack: the shared one has no plugins folder."""
-    root = tmp_path_factory.mktemp("oncall-ui")
-    dags = root / "dags"
-    compile_all(dags / "oncall_pipelines")  # the task group reads the YAML at parse time
-    conn = {
-        "conn_type": "kfp",
-        "host": kfp_stand_in.host,
-        "extra": {"token_path": str(kfp_stand_in.token_file)},
-    }
-    stack = AirflowStack(
-        home=root / "home",
-        dags_folder=dags,
-        plugins_folder=REPO / "plugins",
-        env={"AIRFLOW_CONN_KFP_DEFAULT": json.dumps(conn)},
-        cache_dir=airflow_db_cache,
-    )
-    with stack:
-        stack.wait_ready(240)
-        for dag_id in (SINGLE, GROUP):
-            stack.add_dag_file(DAGS / f"{dag_id}.py")
-        for dag_id in (SINGLE, GROUP):
-            stack.wait_dag_parsed(dag_id, 120, file_name=f"{dag_id}.py")
-        yield stack
 
 
 def action_path(dag_id: str, run_id: str, task_id: str) -> str:
@@ -133,6 +96,13 @@ def test_task_group_mirrors_each_step_and_the_action_is_guarded(
     assert form.status_code == 415
     foreign = ui_stack.post(url, {}, headers={"Origin": "https://evil.example"})
     assert foreign.status_code == 403 and "Cross-origin" in foreign.text
+    opaque = ui_stack.post(url, {}, headers={"Origin": "null"})
+    assert opaque.status_code == 403 and "Origin: null" in opaque.text
+    # The api-server runs without --proxy-headers: a forged X-Forwarded-Host names no trusted origin.
+    spoofed = ui_stack.post(
+        url, {}, headers={"Origin": "https://evil.example", "X-Forwarded-Host": "evil.example"}
+    )
+    assert spoofed.status_code == 403
     time.sleep(2)  # anything a refused call had set off would show by now
     assert snapshot(ui_stack, kfp_stand_in, GROUP, run_id) == before
 
@@ -161,7 +131,10 @@ def test_task_group_mirrors_each_step_and_the_action_is_guarded(
     assert "SUCCEEDED" in steps["check-flag"]
     log = ui_stack.task_log(GROUP, run_id, "pipeline.kfp_run", 2)
     assert "Created KFP run" not in log
-    assert f"Reattaching to KFP run {runs[0].run_id}" in log or f"KFP run {runs[0].run_id} already SUCCEEDED" in log
+    assert (
+        f"Reattaching to KFP run {runs[0].run_id}" in log
+        or f"KFP run {runs[0].run_id} already SUCCEEDED" in log
+    )
 
     # Audited, and a run that is not FAILED/CANCELED is refused with the reason.
     events = ui_stack.get("/api/v2/eventLogs", params={"event": "kfp_bridge.retry_failed_steps"}).json()
@@ -173,29 +146,6 @@ def test_task_group_mirrors_each_step_and_the_action_is_guarded(
     assert f"KFP run {runs[0].run_id} is SUCCEEDED" in again.json()["detail"]
 
 
-def _chromium(download_dir: Path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-        f"--user-data-dir={download_dir / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service(executable_path=str(CHROMEDRIVER)))
-
-
 def test_browser_opens_failed_task_sees_failed_step_and_retries_it(
     ui_stack: AirflowStack, kfp_stand_in: KfpStandIn, tmp_path: Path
 ) -> None:
@@ -203,7 +153,6 @@ def test_browser_opens_failed_task_sees_failed_step_and_retries_it(
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    assert CHROMIUM.exists() and CHROMEDRIVER.exists(), "run scripts/ensure-chromium.sh (make browser)"
     flag = tmp_path / "single.flag"
     flag.write_text("fail\n")
     run_id = ui_stack.trigger_dag(SINGLE, conf={"work": str(tmp_path)})
@@ -211,15 +160,10 @@ def test_browser_opens_failed_task_sees_failed_step_and_retries_it(
     assert ui_stack.task_instance(SINGLE, run_id, "publish")["state"] == "upstream_failed"
     [kfp_run] = kfp_runs(kfp_stand_in, dag_id=SINGLE, run_id=run_id)
 
-    driver = _chromium(tmp_path)
+    driver = chromium(tmp_path)
     try:
         wait = WebDriverWait(driver, 60)
-        # Log in through Airflow's own login page (SimpleAuthManager).
-        driver.get(f"{ui_stack.base_url}/auth/login")
-        wait.until(ec.presence_of_element_located((By.NAME, "username"))).send_keys("admin")
-        driver.find_element(By.NAME, "password").send_keys("admin")
-        driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        wait.until(lambda d: d.get_cookie("_token") is not None)
+        log_in(driver, ui_stack)
 
         # Open the failed task instance and its "KFP run" tab.
         driver.get(f"{ui_stack.base_url}/dags/{SINGLE}/runs/{quote(run_id, safe='')}/tasks/train")
@@ -271,6 +215,11 @@ def test_browser_opens_failed_task_sees_failed_step_and_retries_it(
         )
         driver.switch_to.default_content()
         assert driver.save_screenshot(str(tmp_path / "after-retry.png"))
+        # The page's script and style ran under its CSP (the button above worked): nothing was blocked.
+        blocked = [
+            e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]
+        ]
+        assert blocked == []
     finally:
         driver.quit()
 
