@@ -56,49 +56,29 @@ def is_retryable(state: RunState) -> bool:
 
 
 @dataclass(frozen=True)
-class StepStatus:
-    """One pipeline task of a run, as ``run_details.task_details`` reports it."""
-
-    name: str
-    state: RunState
-    error: str | None = None
-    start_time: str | None = None
-    end_time: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "state": self.state.value}
-        if self.error:
-            data["error"] = self.error
-        if self.start_time:
-            data["start_time"] = self.start_time
-        if self.end_time:
-            data["end_time"] = self.end_time
-        return data
-
-
-@dataclass(frozen=True)
 class RunStatus:
+    """A run and its pipeline steps (:mod:`kfp_bridge.utils.steps` maps Argo nodes to steps).
+
+    ``terminated_by_airflow`` is what the provider recorded when it terminated the run itself (kill,
+    timeout): KFP 2.17 stores such a run FAILED (fidelity.md K2), so only the provider can tell.
+    """
+
     run_id: str
     state: RunState
     display_name: str = ""
     experiment_id: str = ""
     pipeline_version_id: str = ""
     error: str | None = None
-    steps: tuple[StepStatus, ...] = field(default_factory=tuple)
+    steps: tuple[Any, ...] = field(default_factory=tuple)  # kfp_bridge.utils.steps.Step
+    terminated_by_airflow: str | None = None
 
     @classmethod
-    def from_api(cls, run: dict[str, Any]) -> RunStatus:
+    def from_api(
+        cls, run: dict[str, Any], spec: dict[str, Any] | None = None, *, terminated_by_airflow: str | None = None
+    ) -> RunStatus:
+        from kfp_bridge.utils.steps import steps_from_task_details
+
         details = run.get("run_details") or {}
-        steps = tuple(
-            StepStatus(
-                name=task.get("display_name") or task.get("task_id") or "?",
-                state=RunState.parse(task.get("state")),
-                error=_error_message(task.get("error")),
-                start_time=_time_or_none(task.get("start_time")),
-                end_time=_time_or_none(task.get("end_time")),
-            )
-            for task in details.get("task_details") or []
-        )
         reference = run.get("pipeline_version_reference") or {}
         return cls(
             run_id=run.get("run_id") or "",
@@ -107,7 +87,8 @@ class RunStatus:
             experiment_id=run.get("experiment_id") or "",
             pipeline_version_id=reference.get("pipeline_version_id") or run.get("pipeline_version_id") or "",
             error=_error_message(run.get("error")),
-            steps=steps,
+            steps=steps_from_task_details(details.get("task_details") or [], spec or run.get("pipeline_spec")),
+            terminated_by_airflow=terminated_by_airflow,
         )
 
     @property
@@ -119,33 +100,85 @@ class RunStatus:
         return is_success(self.state)
 
     @property
-    def failed_steps(self) -> tuple[StepStatus, ...]:
-        return tuple(step for step in self.steps if step.state == RunState.FAILED)
+    def failed_steps(self) -> tuple[Any, ...]:
+        """Steps that failed themselves; none when the run was terminated (they were interrupted)."""
+        if self.terminated_by_airflow or self.state == RunState.CANCELED:
+            return ()
+        return tuple(step for step in self.steps if step.blamed)
+
+    @property
+    def interrupted_steps(self) -> tuple[Any, ...]:
+        blamed = {step.name for step in self.failed_steps}
+        unfinished = (RunState.FAILED, RunState.CANCELED, RunState.RUNNING, RunState.PENDING, RunState.CANCELING)
+        return tuple(s for s in self.steps if s.container and s.state in unfinished and s.name not in blamed)
+
+    @property
+    def terminated(self) -> str | None:
+        """"airflow", "elsewhere" (CANCELED, or FAILED with only interrupted steps) or None."""
+        if self.terminated_by_airflow:
+            return "airflow"
+        if self.state == RunState.CANCELED:
+            return "elsewhere"
+        if self.state == RunState.FAILED and self.steps and not self.failed_steps and self.interrupted_steps:
+            return "elsewhere"
+        return None
 
     def progress_key(self) -> tuple:
         """What changes when progress is worth logging again."""
-        return (self.state, tuple((step.name, step.state) for step in self.steps))
+        return (self.state, tuple((step.name, step.label) for step in self.steps))
 
     def progress_line(self) -> str:
         if not self.steps:
             return f"KFP run {self.run_id}: {self.state.value}"
         done = sum(1 for step in self.steps if is_terminal(step.state))
-        parts = ", ".join(f"{step.name}={step.state.value}" for step in self.steps)
+        parts = ", ".join(f"{step.name}={step.label}" for step in self.steps)
         return f"KFP run {self.run_id}: {self.state.value} ({done}/{len(self.steps)} steps finished: {parts})"
 
-    def failure_message(self) -> str:
-        """Why the run did not succeed, naming each failed step and its error."""
+    def failure_message(
+        self, *, run_url: str | None = None, log_tails: dict[str, str] | None = None, log_hint: str | None = None
+    ) -> str:
+        """Why the run did not succeed: terminated (by Airflow or elsewhere) or the failed steps, each
+        with a link and, when given, the tail of its log (or where to find the log)."""
         lines = [f"KFP run {self.run_id} ended {self.state.value}."]
+        interrupted = ", ".join(step.name for step in self.interrupted_steps) or "none"
+        terminated = self.terminated
+        if terminated == "airflow":
+            lines.append(
+                f"  It was terminated by Airflow ({self.terminated_by_airflow}); no step failed "
+                f"(steps interrupted: {interrupted})."
+            )
+        elif terminated == "elsewhere":
+            lines.append(
+                "  It was terminated outside Airflow (KFP UI or API) before it finished; no step failed "
+                f"(steps interrupted: {interrupted})."
+            )
         for step in self.failed_steps:
-            lines.append(f"  step '{step.name}' failed: {step.error or 'no error message reported'}")
-        if not self.failed_steps and self.error:
+            where = f" ({run_url}, step {step.name})" if run_url else ""
+            lines.append(f"  step '{step.name}' failed{where}" + (f": {step.error}" if step.error else "."))
+            tail = (log_tails or {}).get(step.name)
+            if tail:
+                lines.append("    last lines of its main container log:")
+                lines.extend(f"      {line}" for line in tail.rstrip().splitlines())
+            elif log_hint:
+                lines.append(f"    {log_hint.format(step=step.name, node=step.node_name or '?')}")
+        if not self.failed_steps and not terminated and self.error:
             lines.append(f"  run error: {self.error}")
-        if self.state == RunState.CANCELED:
-            lines.append("  the run was terminated (cancelled) before it finished.")
+        if not self.failed_steps and not terminated and not self.error and self.state != RunState.PAUSED:
+            lines.append("  KFP reported no failed step; see the run in the KFP UI" + (f": {run_url}" if run_url else "."))
         return "\n".join(lines)
 
     def step_states(self) -> dict[str, str]:
-        return {step.name: step.state.value for step in self.steps}
+        """{step path: state}, CACHED for a step KFP served from its cache (the XCom ``steps``)."""
+        return {step.name: step.label for step in self.steps}
+
+
+def __getattr__(name: str) -> Any:
+    # StepStatus lives in kfp_bridge.utils.steps (as Step), which imports this module.
+    if name == "StepStatus":
+        from kfp_bridge.utils.steps import Step
+
+        return Step
+    raise AttributeError(name)
 
 
 def _error_message(error: Any) -> str | None:
@@ -154,11 +187,3 @@ def _error_message(error: Any) -> str | None:
     if isinstance(error, dict):
         return error.get("message") or None
     return str(error)
-
-
-def _time_or_none(value: Any) -> str | None:
-    if not value:
-        return None
-    text = value if isinstance(value, str) else value.isoformat()
-    # The API sends the epoch for "unset".
-    return None if text.startswith("1970-01-01") else text
