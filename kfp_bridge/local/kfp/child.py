@@ -6,9 +6,14 @@ process below it with one ``killpg``.
 
 kfp.local has no progress callbacks, so this module wraps its orchestrator functions to append
 JSON-lines events (``task_started``, ``task_finished``, ``run_finished``) to
-``RUN_DIR/events-ATTEMPT.jsonl``, which the server tails. It also keeps a cache private to the run
-(``RUN_DIR/retry-cache``): a task that succeeded in an earlier attempt, with the same inputs, is not
-executed again on retry, and failed tasks are never cached.
+``RUN_DIR/events-ATTEMPT.jsonl``, which the server tails. Each step's output (its executor pod's
+``main`` log) goes to ``RUN_DIR/logs/attempt-ATTEMPT/<path>.log`` as it is printed.
+
+Two caches: one private to the run (``RUN_DIR/retry-cache``), so a task that succeeded in an
+earlier attempt is not executed again on retry (Argo's retry keeps succeeded nodes); and kfp.local's
+own cross-run cache (``RUN_DIR/context.json`` names its root), used for tasks whose
+``cachingOptions.enableCache`` is set, as KFP's driver reuses a cached execution (fidelity K6).
+A cross-run hit is reported ``cached`` so its ``executor`` node shows Skipped.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt
 _scope: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("scope", default=())
 # Lines printed by the component process of the current task, to name its error.
 _output: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("output", default=None)
+# The current task's log file (its executor pod's main container log).
+_log: contextvars.ContextVar[Any] = contextvars.ContextVar("log", default=None)
 
 
 class EventLog:
@@ -77,6 +84,7 @@ def _run_local_subprocess(full_command: list[str], env_vars: dict[str, str] | No
 
     env = {**os.environ, **env_vars} if env_vars else None
     captured = _output.get()
+    log = _log.get()
     with subprocess.Popen(
         full_command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
     ) as process:
@@ -85,6 +93,9 @@ def _run_local_subprocess(full_command: list[str], env_vars: dict[str, str] | No
             print(line, end="")
             if captured is not None:
                 captured.append(line)
+            if log is not None:
+                log.write(line)
+                log.flush()
         print("\n")
         return process.wait()
 
@@ -126,7 +137,33 @@ class RetryCache:
             self._cache.put(key, outputs)
 
 
-def install_hooks(events: EventLog, cache: RetryCache, attempt: int) -> None:
+def _cross_run_hit(kw: dict[str, Any]) -> Any:
+    """kfp.local's own cache lookup (task_executor.execute_single_task), done first so a hit is known."""
+    from kfp.local import cache as cache_module
+    from kfp.local.orchestrator.orchestrator_utils import OrchestratorUtils
+
+    task_spec = kw["task_spec"]
+    local_cache = cache_module.get_local_cache()
+    executor_spec = kw["executors"][kw["components"][task_spec.component_ref.name].executor_label]
+    if local_cache is None or not task_spec.caching_options.enable_cache or executor_spec.WhichOneof("spec") != "container":
+        return None
+    try:
+        arguments = OrchestratorUtils.make_task_arguments(task_inputs_spec=task_spec.inputs, io_store=kw["io_store"])
+    except Exception:  # the real call reports the problem
+        return None
+    container = executor_spec.container
+    key = local_cache.compute_key(
+        component_name=task_spec.component_ref.name,
+        image=container.image,
+        full_command=list(container.command) + list(container.args),
+        arguments=arguments,
+        env_vars={e.name: e.value for e in container.env},
+        custom_cache_key=(task_spec.caching_options.cache_key or None),
+    )
+    return local_cache.get(key)
+
+
+def install_hooks(events: EventLog, cache: RetryCache, attempt: int, logs_dir: Path | None = None) -> None:
     from kfp.local import executor_input_utils, status, subprocess_task_handler
     from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced
     from kfp.local.orchestrator import task_executor
@@ -144,12 +181,20 @@ def install_hooks(events: EventLog, cache: RetryCache, attempt: int) -> None:
         path = (*_scope.get(), kw["task_name"])
         key = cache.key(path, kw["task_spec"], kw["components"], kw["executors"], kw["io_store"])
         cached = cache.get(key)
+        if cached is None:
+            cached = _cross_run_hit(kw)
         if cached is not None:
             events.emit(type="task_finished", path="/".join(path), state="SUCCEEDED", cached=True)
             return cached, status.Status.SUCCESS
         events.emit(type="task_started", path="/".join(path))
         lines: list[str] = []
         token = _output.set(lines)
+        log = None
+        if logs_dir is not None:
+            from kfp_bridge.local.kfp.pods import step_log_name
+
+            log = (logs_dir / step_log_name("/".join(path))).open("w", encoding="utf-8")
+        log_token = _log.set(log)
         try:
             outputs, task_status = original_single(**kw)
         except Exception as exc:
@@ -157,6 +202,9 @@ def install_hooks(events: EventLog, cache: RetryCache, attempt: int) -> None:
             raise
         finally:
             _output.reset(token)
+            _log.reset(log_token)
+            if log is not None:
+                log.close()
         if task_status == status.Status.SUCCESS:
             cache.put(key, outputs)
             events.emit(type="task_finished", path="/".join(path), state="SUCCEEDED")
@@ -223,17 +271,24 @@ def run(run_dir: Path, attempt: int) -> int:
 
         spec_path = run_dir / "pipeline.json"
         params = json.loads((run_dir / "params.json").read_text())
-        install_hooks(events, RetryCache(run_dir / "retry-cache"), attempt)
+        logs_dir = run_dir / "logs" / f"attempt-{attempt}"
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        install_hooks(events, RetryCache(run_dir / "retry-cache"), attempt, logs_dir)
         # Issue 11: default-compiled components' pip bootstrap and packages_to_install (bootstrap.py).
         from kfp_bridge.local.kfp import bootstrap
         bootstrap.install(run_dir)
         workspace = run_dir / f"workspace-{attempt}"
         workspace.mkdir(parents=True, exist_ok=True)
+        context_path = run_dir / "context.json"
+        context = json.loads(context_path.read_text()) if context_path.exists() else {}
         local.init(
             runner=local.SubprocessRunner(use_venv=False),
             pipeline_root=str(run_dir / "outputs"),
             workspace_root=str(workspace),
             raise_on_error=True,
+            # kfp.local's cross-run cache; only tasks with cachingOptions.enableCache use it.
+            enable_caching=bool(context.get("cache_root")),
+            cache_root=context.get("cache_root"),
         )
         events.emit(type="run_started")
         pipeline = components.load_component_from_file(str(spec_path))

@@ -4,6 +4,11 @@ The driver thread waits for a free slot, starts ``python -m kfp_bridge.local.kfp
 ``start_new_session=True`` (so ``os.killpg`` reaches every component process), tails the child's
 JSON-lines events into the run document, and finishes the run when the child exits. Nothing here
 runs on the server's event loop.
+
+Every change to a run goes through :meth:`Executor._commit`, which also rebuilds the run's Argo
+nodes (``task_details``) and writes its pods. A terminated run ends FAILED, as on KFP 2.17 (fidelity
+K2): ``TerminateRun`` sets ``activeDeadlineSeconds=0`` and Argo fails the workflow
+(``backend/src/apiserver/resource/resource_manager.go``, ``common/util/workflow.go`` ``IsTerminating``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from kfp_bridge.local.kfp import progress, specs
+from kfp_bridge.local.kfp.pods import PodWriter
 from kfp_bridge.local.kfp.store import Store
 from kfp_bridge.local.kfp.synthetic import SyntheticRuns
 
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
 KILL_GRACE_SECONDS = 1.0
+TERMINATED_MESSAGE = "the run was terminated (activeDeadlineSeconds=0)"
 
 
 @dataclass
@@ -66,6 +73,8 @@ class Executor:
         self._lock = threading.Lock()
         self._active: dict[str, _Active] = {}
         self._stopping = threading.Event()
+        self.pods = PodWriter(runs_dir.parent / "pods")
+        self._specs: dict[str, dict[str, Any]] = {}
 
     def run_dir(self, run_id: str) -> Path:
         return self._runs_dir / run_id
@@ -82,7 +91,7 @@ class Executor:
         threading.Thread(target=self._drive, args=(run_id, active), name=f"run-{run_id[:8]}", daemon=True).start()
 
     def terminate(self, run_id: str) -> None:
-        """Kill the run's process tree; the driver thread then records CANCELED."""
+        """Kill the run's process tree; the driver thread then records FAILED (Argo's deadline verdict)."""
         if self.synthetic is not None and self.synthetic.terminate(run_id):
             return
         with self._lock:
@@ -94,7 +103,7 @@ class Executor:
                 proc = active.proc
         if active is None:
             # No driver (should not happen for an active run): close the run right here.
-            self._store.update("runs", run_id, lambda d: progress.finish(d, "CANCELED", time.time()))
+            self._commit(run_id, lambda d: progress.finish(d, "FAILED", time.time(), TERMINATED_MESSAGE))
             return
         if proc is not None:
             _kill_group(proc.pid, signal.SIGTERM)
@@ -107,7 +116,7 @@ class Executor:
             return run_id in self._active
 
     def recover(self) -> None:
-        """At startup: runs that were executing when the server died end FAILED (or CANCELED)."""
+        """At startup: runs that were executing when the server died end FAILED."""
         for doc in self._store.all("runs"):
             if doc.get("state") not in ACTIVE_STATES:
                 continue
@@ -118,10 +127,10 @@ class Executor:
             self._apply_events(run_id, int(doc.get("_attempt", 1)))
             now = time.time()
             if doc["state"] == "CANCELING":
-                self._store.update("runs", run_id, lambda d, t=now: progress.finish(d, "CANCELED", t))
+                message = TERMINATED_MESSAGE
             else:
                 message = progress.RESTART_MESSAGE.format(run_id=run_id)
-                self._store.update("runs", run_id, lambda d, m=message, t=now: progress.finish(d, "FAILED", t, m))
+            self._commit(run_id, lambda d, m=message, t=now: progress.finish(d, "FAILED", t, m))
 
     def shutdown(self) -> None:
         """Stop watching and kill every running process tree; the next start marks those runs FAILED."""
@@ -138,6 +147,37 @@ class Executor:
             except subprocess.TimeoutExpired:
                 pass
 
+    # ----- run documents -----
+
+    def spec_of(self, run_id: str) -> dict[str, Any]:
+        spec = self._specs.get(run_id)
+        if spec is None:
+            stored = (self._store.get("specs", run_id) or {}).get("spec") or {}
+            spec = specs.inner_spec(stored) if stored else {}
+            self._specs[run_id] = spec
+        return spec
+
+    def _commit(self, run_id: str, change: Any) -> None:
+        """Apply ``change`` to the run, rebuild its Argo nodes, and write its pods."""
+        spec = self.spec_of(run_id)
+        nodes: list[dict[str, Any]] = []
+
+        def apply(doc: dict[str, Any]) -> None:
+            change(doc)
+            nodes[:] = progress.refresh(doc, spec, time.time())
+
+        doc = self._store.update("runs", run_id, apply)
+        if doc is not None and nodes:
+            try:
+                self.pods.write(doc, nodes, self.run_dir(run_id))
+            except OSError:  # pods are a debugging aid; a full disk must not stop the run
+                pass
+
+    def forget(self, run_id: str, doc: dict[str, Any]) -> None:
+        """The run was deleted: drop its cached spec and its pods."""
+        self._specs.pop(run_id, None)
+        self.pods.remove_run(doc)
+
     # ----- driver thread -----
 
     def _prepare(self, run_id: str, attempt: int) -> Path:
@@ -149,6 +189,11 @@ class Executor:
         (run_dir / "pipeline.json").write_text(json.dumps(spec))
         params = (run.get("runtime_config") or {}).get("parameters") or {}
         (run_dir / "params.json").write_text(json.dumps(params))
+        # Cross-run step cache, per pipeline name as the driver scopes it ("pipeline/<name>",
+        # backend/src/v2/driver/cache.go); kfp.local computes the key from component + inputs.
+        name = str((spec.get("pipelineInfo") or {}).get("name") or "pipeline").replace("/", "_")
+        context = {"cache_root": str(self._runs_dir.parent / "cache" / name)}
+        (run_dir / "context.json").write_text(json.dumps(context))
         return run_dir
 
     def _drive(self, run_id: str, active: _Active) -> None:
@@ -160,12 +205,12 @@ class Executor:
             if self._stopping.is_set():
                 return
             if active.cancel:
-                self._store.update("runs", run_id, lambda d: progress.finish(d, "CANCELED", time.time()))
+                self._commit(run_id, lambda d: progress.finish(d, "FAILED", time.time(), TERMINATED_MESSAGE))
                 return
             self._execute(run_id, active)
         except Exception as exc:  # a bug here must not leave the run RUNNING forever
             message = f"the stand-in could not execute this run: {exc.__class__.__name__}: {exc}"
-            self._store.update("runs", run_id, lambda d: progress.finish(d, "FAILED", time.time(), message))
+            self._commit(run_id, lambda d: progress.finish(d, "FAILED", time.time(), message))
         finally:
             if acquired:
                 self._slots.release()
@@ -192,7 +237,7 @@ class Executor:
                     )
                 active.proc = proc
         if proc is None:
-            self._store.update("runs", run_id, lambda d: progress.finish(d, "CANCELED", time.time()))
+            self._commit(run_id, lambda d: progress.finish(d, "FAILED", time.time(), TERMINATED_MESSAGE))
             return
 
         def started(doc: dict[str, Any]) -> None:
@@ -200,7 +245,7 @@ class Executor:
             if doc["state"] == "PENDING":
                 progress.transition(doc, "RUNNING", time.time())
 
-        self._store.update("runs", run_id, started)
+        self._commit(run_id, started)
         while True:
             code = proc.poll()
             self._apply_events(run_id, active.attempt)
@@ -218,12 +263,13 @@ class Executor:
         def close(doc: dict[str, Any]) -> None:
             outcome = doc.pop("_outcome", None) or {}
             if active.cancel or doc["state"] == "CANCELING":
-                progress.finish(doc, "CANCELED", now, "the run was terminated")
+                progress.finish(doc, "FAILED", now, TERMINATED_MESSAGE)
                 return
             if code == 0 and outcome.get("state") == "SUCCEEDED":
                 progress.finish(doc, "SUCCEEDED", now)
                 return
-            summary = progress.failure_summary(doc)
+            failed = progress.failed_steps(doc)
+            summary = f"failed steps: {', '.join(failed)}" if failed else ""
             if outcome.get("error"):
                 message = outcome["error"] + (f" ({summary})" if summary else "")
             elif code < 0:
@@ -232,7 +278,7 @@ class Executor:
                 message = f"the run's executor process exited with code {code}; log: {log_path}"
             progress.finish(doc, "FAILED", now, message)
 
-        self._store.update("runs", run_id, close)
+        self._commit(run_id, close)
 
     def _apply_events(self, run_id: str, attempt: int) -> None:
         path = self.run_dir(run_id) / f"events-{attempt}.jsonl"
@@ -254,4 +300,4 @@ class Executor:
                 progress.apply_event(d, event)
             d["_event_offset"] = offset + end + 1
 
-        self._store.update("runs", run_id, fold)
+        self._commit(run_id, fold)

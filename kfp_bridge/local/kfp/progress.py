@@ -1,144 +1,110 @@
-"""Run and task state bookkeeping: apply executor events to a run document, finish and reset runs.
+"""Run and step state bookkeeping: fold executor events into a run document, finish and reset runs.
 
 Pure functions over the stored run document, so the state machine is unit-testable without
-processes. Tasks are keyed by their path inside the pipeline ("exit-handler-1/train"); the task id
-is derived from run id + path so it stays the same across retries.
+processes. Steps (what kfp.local executed) are kept privately under ``_steps``, keyed by their path
+inside the pipeline ("exit-handler-1/train", "for-loop-2/for-loop-2-iteration-0/square"); the API's
+``task_details`` are the Argo nodes derived from them by :func:`refresh` (see argo_nodes.py).
+
+As in KFP 2.17 no error text reaches the API: ``Run.error`` is only set by the real server when it
+cannot convert its own record (api_converter.go ``toApiRun``), and task rows never carry one. Why a
+run stopped is kept in ``_message`` for the stand-in's own log; the step's error is in its pod log.
 """
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
-from kfp_bridge.local.kfp.wire import UNKNOWN, status
+from kfp_bridge.local.kfp import argo_nodes
 
 RESTART_MESSAGE = (
     "the KFP stand-in server restarted while this run was executing, so the run was stopped; "
     "retry it with POST /apis/v2beta1/runs/{run_id}:retry (kfp.Client().runs.run_service_retry_run)"
 )
+_WORKFLOW_PHASE = {"RUNNING": "Running", "CANCELING": "Running", "SUCCEEDED": "Succeeded", "FAILED": "Failed"}
 
 
-def task_id(run_id: str, path: str) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"kfp-stand-in:{run_id}/{path}"))
-
-
-def transition(holder: dict[str, Any], state: str, now: float, error: dict[str, Any] | None = None) -> None:
-    """Set ``state`` and record it in ``state_history`` (runs and tasks alike)."""
+def transition(holder: dict[str, Any], state: str, now: float) -> None:
+    """Set ``state`` and record it in ``state_history``."""
     holder["state"] = state
-    entry: dict[str, Any] = {"update_time": now, "state": state}
-    if error:
-        entry["error"] = error
-    holder.setdefault("state_history", []).append(entry)
-
-
-def _find(doc: dict[str, Any], path: str) -> dict[str, Any] | None:
-    for task in doc.get("task_details") or []:
-        if task.get("_path") == path:
-            return task
-    return None
-
-
-def ensure_task(doc: dict[str, Any], path: str, now: float) -> dict[str, Any]:
-    """The task entry for ``path``, created PENDING (and linked to its parent) when new."""
-    task = _find(doc, path)
-    if task is not None:
-        return task
-    run_id = doc["run_id"]
-    parent_path, _, name = path.rpartition("/")
-    task = {
-        "_path": path,
-        "run_id": run_id,
-        "task_id": task_id(run_id, path),
-        "display_name": name,
-        "create_time": now,
-        "state": "PENDING",
-        "state_history": [{"update_time": now, "state": "PENDING"}],
-    }
-    if parent_path:
-        parent = ensure_task(doc, parent_path, now)
-        task["parent_task_id"] = parent["task_id"]
-        children = parent.setdefault("child_tasks", [])
-        if task["task_id"] not in children:
-            children.append(task["task_id"])
-    doc.setdefault("task_details", []).append(task)
-    return task
+    holder.setdefault("state_history", []).append({"update_time": now, "state": state})
 
 
 def add_root_tasks(doc: dict[str, Any], names: list[str], now: float) -> None:
-    for name in names:
-        ensure_task(doc, name, now)
+    """Called at CreateRun. A real run is stored PENDING with no task details until Argo reports
+    its first nodes (resource_manager.go CreateRun, fidelity K7), so this only prepares the steps."""
+    doc.setdefault("_steps", {})
 
 
 def apply_event(doc: dict[str, Any], event: dict[str, Any]) -> None:
     """Fold one executor event (see child.py) into the run document."""
     kind = event.get("type")
     now = float(event.get("time") or 0)
-    if kind == "task_started":
-        task = ensure_task(doc, event["path"], now)
-        task["start_time"] = now
-        task.pop("end_time", None)
-        task.pop("error", None)
-        transition(task, "RUNNING", now)
+    steps = doc.setdefault("_steps", {})
+    if kind == "run_started":
+        doc.setdefault("_started", now)
+    elif kind == "task_started":
+        steps[event["path"]] = {"state": "RUNNING", "start": now, "end": 0.0, "attempt": int(doc.get("_attempt", 1))}
     elif kind == "task_finished":
-        task = ensure_task(doc, event["path"], now)
-        if event.get("cached") and task.get("state") == "SUCCEEDED":
-            return  # a retry reused this task's earlier outputs; it did not run again
-        state = event.get("state", "FAILED")
-        error = status(UNKNOWN, event["error"]) if state == "FAILED" and event.get("error") else None
-        task.setdefault("start_time", now)
-        task["end_time"] = now
-        if error:
-            task["error"] = error
-        transition(task, state, now, error)
-        for child in event.get("children") or []:
-            child_task = ensure_task(doc, f"{event['path']}/{child}", now)
-            if child_task["state"] == "PENDING":
-                child_task["end_time"] = now
-                transition(child_task, "SKIPPED", now)
+        step = steps.get(event["path"])
+        if event.get("cached") and step and step["state"] == "SUCCEEDED":
+            return  # a retry reused this step's earlier outputs; Argo keeps its succeeded nodes as they were
+        if step is None:
+            step = steps[event["path"]] = {"start": now, "attempt": int(doc.get("_attempt", 1))}
+        step["state"] = event.get("state", "FAILED")
+        step["end"] = now
+        if event.get("cached"):
+            step["cached"] = True
+        else:
+            step.pop("cached", None)
     elif kind == "run_finished":
         doc["_outcome"] = {"state": event.get("state", "FAILED"), "error": event.get("error", "")}
 
 
-def finish(doc: dict[str, Any], state: str, now: float, error: str = "") -> None:
-    """Close the run: unfinished tasks become SKIPPED/CANCELED/FAILED, then the run state."""
-    for task in doc.get("task_details") or []:
-        if task["state"] == "RUNNING":
-            if state == "CANCELED":
-                task_state, task_error = "CANCELED", status(UNKNOWN, "the run was terminated")
-            else:
-                task_state, task_error = "FAILED", status(UNKNOWN, error or "the run ended while this task was running")
-            task["end_time"] = now
-            task["error"] = task_error
-            transition(task, task_state, now, task_error)
-        elif task["state"] == "PENDING":
-            task["end_time"] = now
-            transition(task, "CANCELED" if state == "CANCELED" else "SKIPPED", now)
-    run_error = status(UNKNOWN, error) if error and state in ("FAILED", "CANCELED") else None
-    if run_error:
-        doc["error"] = run_error
+def finish(doc: dict[str, Any], state: str, now: float, message: str = "") -> None:
+    """Close the run. Steps still running fail, as Argo fails the pods it stops (a terminated run
+    ends Failed after ``activeDeadlineSeconds=0``: resource_manager.go TerminateRun, fidelity K2)."""
+    for step in (doc.get("_steps") or {}).values():
+        if step.get("state") == "RUNNING":
+            step["state"] = "FAILED"
+            step["end"] = now
+    if message:
+        doc["_message"] = message
+    doc.pop("error", None)
     doc["finished_at"] = now
     doc.pop("_pid", None)
-    transition(doc, state, now, run_error)
+    transition(doc, state, now)
 
 
 def reset_for_retry(doc: dict[str, Any], now: float) -> None:
-    """Prepare a FAILED/CANCELED run to run again: only tasks that did not succeed go back to PENDING."""
+    """Prepare a FAILED run to run again: succeeded steps keep their nodes, the others run anew
+    (common/util/workflow.go GenerateRetryExecution)."""
     doc["_attempt"] = int(doc.get("_attempt", 1)) + 1
     doc["_event_offset"] = 0
     doc.pop("_outcome", None)
+    doc.pop("_message", None)
     doc.pop("error", None)
     doc["finished_at"] = 0.0
-    for task in doc.get("task_details") or []:
-        if task["state"] != "SUCCEEDED":
-            task.pop("error", None)
-            task.pop("end_time", None)
-            task.pop("start_time", None)
-            transition(task, "PENDING", now)
+    doc["_steps"] = {p: s for p, s in (doc.get("_steps") or {}).items() if s.get("state") == "SUCCEEDED"}
     transition(doc, "RUNNING", now)
 
 
-def failure_summary(doc: dict[str, Any]) -> str:
-    """Name the innermost failed tasks and their errors, for the run-level error message."""
-    failed = [t for t in doc.get("task_details") or [] if t["state"] == "FAILED" and not t.get("child_tasks")]
-    parts = [f"task '{t['_path']}' failed: {(t.get('error') or {}).get('message', 'no error message')}" for t in failed]
-    return "; ".join(parts)
+def refresh(doc: dict[str, Any], spec: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """Rebuild the Argo nodes from the steps and upsert them into ``task_details``; returns the nodes."""
+    phase = _WORKFLOW_PHASE.get(doc.get("state", ""))
+    if phase is None or not spec:
+        return []  # PENDING: no workflow status reported yet
+    wf = doc.get("_workflow") or argo_nodes.workflow_name(spec, doc["run_id"])
+    doc["_workflow"] = wf
+    started = doc.get("_started") or next(
+        (h["update_time"] for h in doc.get("state_history") or [] if h["state"] == "RUNNING"), now)
+    finished = doc.get("finished_at") if phase != "Running" else 0.0
+    nodes = argo_nodes.build(spec, wf, doc.get("_steps") or {}, {"phase": phase, "started": started, "finished": finished})
+    argo_nodes.upsert_tasks(doc, nodes, now)
+    return nodes
+
+
+def failed_steps(doc: dict[str, Any]) -> list[str]:
+    """Paths of the innermost failed steps, for the stand-in's own messages."""
+    steps = doc.get("_steps") or {}
+    failed = [p for p, s in steps.items() if s.get("state") == "FAILED"]
+    return [p for p in failed if not any(q.startswith(p + "/") for q in failed)]

@@ -3,8 +3,8 @@
 Only reachable with ``--admin`` (``POST /_admin/synthetic``, see :mod:`~kfp_bridge.local.kfp.admin`)
 and off by default. Benchmarks need hundreds of runs of a known duration, and executing them with
 kfp.local would need hundreds of child processes. A synthetic run still walks its pipeline's root
-tasks one after another (so per-step progress has something to show) and gets a real
-``finished_at``; the exact terminal time (the wire format has whole seconds) is kept for
+tasks one after another (so per-step progress has something to show, as the same Argo nodes a real
+run reports: argo_nodes.py) and gets a real ``finished_at``; the exact terminal time (the wire format has whole seconds) is kept for
 ``GET /_admin/synthetic/finished``.
 
 One scheduler thread drives every synthetic run from a heap of due steps, so a thousand runs cost a
@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kfp_bridge.local.kfp import progress
+from kfp_bridge.local.kfp import progress, specs
 from kfp_bridge.local.kfp.store import Store
 from kfp_bridge.local.kfp.wire import bad_request
 
@@ -66,6 +66,7 @@ class SyntheticRuns:
         self._random = random.Random()
         self._heap: list[tuple[float, str, int]] = []
         self._active: dict[str, str] = {}  # run id -> the final state it will reach
+        self._specs: dict[str, dict[str, Any]] = {}
         self._finished: dict[str, float] = {}
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -116,8 +117,11 @@ class SyntheticRuns:
 
     def start(self, run_id: str) -> None:
         doc = self._store.get("runs", run_id) or {}
-        tasks = [t["_path"] for t in doc.get("task_details") or [] if "/" not in t["_path"]]
+        stored = (self._store.get("specs", run_id) or {}).get("spec") or {}
+        spec = specs.inner_spec(stored) if stored else {}
+        tasks = specs.root_task_names(spec)
         with self._lock:
+            self._specs[run_id] = spec
             settings = self._settings
             duration = settings.duration_seconds + self._random.uniform(0, settings.jitter_seconds)
             self._active[run_id] = settings.outcomes.get(doc.get("display_name", ""), "SUCCEEDED")
@@ -133,11 +137,11 @@ class SyntheticRuns:
             return run_id in self._active
 
     def terminate(self, run_id: str) -> bool:
-        """Cancel a synthetic run at once; False when it is not one."""
+        """Terminate a synthetic run at once (it ends FAILED, as KFP 2.17 does); False when it is not one."""
         with self._lock:
             if self._active.pop(run_id, None) is None:
                 return False
-        self._close(run_id, "CANCELED", "the run was terminated")
+        self._close(run_id, "FAILED", "the run was terminated")
         return True
 
     def shutdown(self) -> None:
@@ -163,50 +167,60 @@ class SyntheticRuns:
                 with self._lock:
                     self._active.pop(run_id, None)
 
+    def _update(self, run_id: str, change: Callable[[dict[str, Any]], None]) -> None:
+        spec = self._specs.get(run_id) or {}
+        now = self._clock()
+
+        def apply(d: dict[str, Any]) -> None:
+            change(d)
+            progress.refresh(d, spec, now)
+
+        self._store.update("runs", run_id, apply)
+
     def _advance(self, run_id: str, step: int) -> None:
         now = self._clock()
         doc = self._store.get("runs", run_id)
         if doc is None:
             with self._lock:
                 self._active.pop(run_id, None)
+                self._specs.pop(run_id, None)
             return
-        tasks = [t for t in doc.get("task_details") or [] if "/" not in t["_path"]]
+        tasks = specs.root_task_names(self._specs.get(run_id) or {})
         if step == 0:
             def begin(d: dict[str, Any]) -> None:
                 if d["state"] == "PENDING":
                     progress.transition(d, "RUNNING", now)
                 if tasks:
-                    progress.apply_event(d, {"type": "task_started", "path": tasks[0]["_path"], "time": now})
+                    progress.apply_event(d, {"type": "task_started", "path": tasks[0], "time": now})
 
-            self._store.update("runs", run_id, begin)
+            self._update(run_id, begin)
             return
         with self._lock:
             outcome = self._active.get(run_id, "SUCCEEDED")
         last = step >= max(1, len(tasks))
         if tasks:
-            path = tasks[step - 1]["_path"]
+            path = tasks[step - 1]
             failed = last and outcome == "FAILED"
             event: dict[str, Any] = {"type": "task_finished", "path": path, "time": now,
                                      "state": "FAILED" if failed else "SUCCEEDED"}
-            if failed:
-                event["error"] = "synthetic failure (/_admin/synthetic outcomes)"
 
             def end_task(d: dict[str, Any]) -> None:
                 progress.apply_event(d, event)
                 if not last:
-                    progress.apply_event(d, {"type": "task_started", "path": tasks[step]["_path"], "time": now})
+                    progress.apply_event(d, {"type": "task_started", "path": tasks[step], "time": now})
 
-            self._store.update("runs", run_id, end_task)
+            self._update(run_id, end_task)
         if last:
             with self._lock:
                 if self._active.pop(run_id, None) is None:
                     return
-            message = "" if outcome == "SUCCEEDED" else f"task '{tasks[-1]['_path'] if tasks else 'run'}' failed: synthetic failure"
+            message = "" if outcome == "SUCCEEDED" else f"step '{tasks[-1] if tasks else 'run'}' failed: synthetic failure"
             self._close(run_id, outcome, message)
 
     def _close(self, run_id: str, state: str, message: str) -> None:
         now = self._clock()
-        self._store.update("runs", run_id, lambda d: progress.finish(d, state, now, message))
+        self._update(run_id, lambda d: progress.finish(d, state, now, message))
         with self._lock:
             self._finished[run_id] = now
+            self._specs.pop(run_id, None)
 
