@@ -391,13 +391,17 @@ class KfpService:
         return wire.render_list("runs", [self._render_run(d) for d in page], total, token)
 
     def terminate_run(self, run_id: str) -> dict[str, Any]:
+        """KFP 2.17 (resource_manager.go TerminateRun, run_store.go TerminateRun): the run becomes
+        CANCELING (no history entry: an upstream TODO) and the workflow gets activeDeadlineSeconds=0;
+        Argo then fails it, so the run ends FAILED, never CANCELED (fidelity K2)."""
         with self.store.transaction():
             doc = self._run(run_id)
             if doc["state"] not in TERMINABLE:
                 raise bad_request(
-                    f"Failed to terminate run {run_id}: it is {doc['state']}; only PENDING or RUNNING runs can be terminated"
+                    f"Failed to terminate run {run_id}: Failed to terminate a run {run_id}. Row not found "
+                    f"(it is {doc['state']}; only PAUSED, PENDING or RUNNING runs can be terminated)"
                 )
-            self.store.update("runs", run_id, lambda d: progress.transition(d, "CANCELING", time.time()))
+            self.store.update("runs", run_id, lambda d: d.update(state="CANCELING"))
         self.executor.terminate(run_id)
         return {}
 
