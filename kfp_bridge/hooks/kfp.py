@@ -12,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from airflow.sdk import BaseHook
 
@@ -38,8 +40,45 @@ from kfp_bridge.utils.retry import (
 if TYPE_CHECKING:
     import httpx
 
+    from kfp_bridge.utils.run_tags import TaskIdentity
+
 API = "/apis/v2beta1"
 LARGE_BODY_BYTES = 256 * 1024
+# The on-call plugin runs inside the api-server: a KFP outage must not pin its threads (issue 13).
+SHORT_POLICY = RetryPolicy(initial_backoff=0.5, max_backoff=2.0, total_budget=4.0, request_timeout=8.0)
+# After KFP accepts a retry, the run must leave FAILED/CANCELED within this long (kubeflow/pipelines#11329).
+RETRY_CONFIRM_SECONDS = 60.0
+# A 409 on retry while the run still reads FAILED can be the report lagging the workflow: ask again this long.
+RETRY_409_GRACE_SECONDS = 10.0
+TERMINATE_WAIT_SECONDS = 30.0
+_SHUTTING_DOWN = frozenset({"CANCELING"})
+_RUNNING_AGAIN = frozenset({"PENDING", "RUNNING", "SUCCEEDED", "SKIPPED", "PAUSED"})
+_STATE_RANK = {"RUNNING": 5, "PENDING": 5, "CANCELING": 4, "SUCCEEDED": 3, "SKIPPED": 3, "FAILED": 2, "CANCELED": 1}
+
+
+def encode_filter(filter_: dict[str, Any]) -> str:
+    """The ``filter`` query value: JSON, URL-encoded once, because the real server URL-unescapes it
+    a second time after the gateway's decoding (fidelity.md K1, ``list_request_util.go``)."""
+    return quote(json.dumps(filter_, separators=(",", ":")), safe="")
+
+
+def pick_run(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run to adopt among several with one tag: latest ``created_at``, then the most alive state.
+
+    KFP sorts by whole seconds with a random tie-break (K10), so the server's order is not used.
+    """
+    if not runs:
+        return None
+    return max(runs, key=lambda run: (_created(run), _STATE_RANK.get(str(run.get("state") or ""), 0), run.get("run_id") or ""))
+
+
+def _created(run: dict[str, Any]) -> str:
+    value = run.get("created_at") or ""
+    return value if isinstance(value, str) else value.isoformat()
+
+
+class KfpRetryError(RuntimeError):
+    """KFP would not retry the run, or did not start it again in time; the message says why."""
 
 
 class KfpApiError(RuntimeError):
@@ -214,16 +253,137 @@ class KfpHook(BaseHook):
         api = self._api("RunServiceApi")
         kwargs: dict[str, Any] = {"sort_by": sort_by, "page_size": page_size}
         if filter_:
-            kwargs["filter"] = json.dumps(filter_)
+            kwargs["filter"] = encode_filter(filter_)
         if self.settings.namespace:
             kwargs["namespace"] = self.settings.namespace
         response = self._call("list runs", api.run_service_list_runs, **kwargs)
         return [run.to_dict() for run in response.runs or []]
 
     def find_runs_by_tag(self, tag: str) -> list[dict[str, Any]]:
-        """Runs whose description is exactly ``tag``, newest first (a filter the real API supports)."""
+        """Runs whose description is exactly ``tag`` (a filter the real API supports)."""
         predicate = {"operation": "EQUALS", "key": "description", "string_value": tag}
         return self.list_runs(filter_={"predicates": [predicate]}, sort_by="created_at desc", page_size=50)
+
+    def find_run_by_tag(self, tag: str) -> dict[str, Any] | None:
+        """The run to adopt for ``tag`` (:func:`pick_run`); several are logged, none is ignored."""
+        runs = self.find_runs_by_tag(tag)
+        chosen = pick_run(runs)
+        if len(runs) > 1 and chosen is not None:
+            self.log.warning(
+                "%d KFP runs carry tag %s (%s); using %s, the latest created",
+                len(runs), tag, ", ".join(f"{r.get('run_id')}={r.get('state')}" for r in runs), chosen["run_id"],
+            )
+        return chosen
+
+    # ----- the run lifecycle (operator, sensor, trigger and on-call plugin all use these) ----------------
+    def find_task_run(self, identity: TaskIdentity, saved_run_id: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+        """This task instance's KFP run and how it was found: by the id it saved, else by its tag
+        (a run created by kfp-bridge before 0.3 by the legacy tag), else ``(None, None)``."""
+        if saved_run_id:
+            try:
+                return self.get_run(saved_run_id), "saved run id"
+            except KfpApiError as err:
+                if err.status != 404:
+                    raise
+                self.log.warning("Saved KFP run %s no longer exists; looking for the task's runs by tag", saved_run_id)
+        for tag, how in ((identity.tag, "run tag"), (identity.legacy_tag, "legacy run tag")):
+            found = self.find_run_by_tag(tag)
+            if found is not None:
+                # ListRuns may leave out run_details: read the run in full.
+                return self.get_run(found["run_id"]), how
+        return None, None
+
+    def retry_and_confirm(
+        self,
+        run_id: str,
+        *,
+        confirm_seconds: float = RETRY_CONFIRM_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> dict[str, Any]:
+        """Ask KFP to rerun the failed steps of ``run_id`` and wait until it runs again; the run.
+
+        A 409 is not always "still shutting down" (K5: KFP answers 409 for any workflow that is not
+        Failed/Error): the run's state decides. CANCELING waits; running again means someone else
+        retried it; FAILED gets a short grace for a lagging report; anything else fails at once.
+        """
+        started = clock()
+        while True:
+            try:
+                self.retry_run(run_id)
+                break
+            except KfpApiError as err:
+                if err.status != 409:
+                    raise
+                run = self.get_run(run_id)
+                state = str(run.get("state") or "")
+                elapsed = clock() - started
+                if state in _RUNNING_AGAIN:
+                    self.log.info("KFP run %s is already %s again; not retrying it", run_id, state)
+                    return run
+                if state in _SHUTTING_DOWN and elapsed < confirm_seconds:
+                    self.log.info("KFP run %s is still shutting down (%s); retrying when it has stopped", run_id, state)
+                elif state == "FAILED" and elapsed < RETRY_409_GRACE_SECONDS:
+                    self.log.info("KFP refused the retry of run %s for now (%s); asking again", run_id, err.server_message)
+                else:
+                    raise KfpRetryError(
+                        f"KFP refused to retry run {run_id} (state {state or 'unknown'}): {err.server_message}. "
+                        "KFP retries only a run whose workflow has failed; clear the task with "
+                        "on_rerun='new_run' to start a new run instead."
+                    ) from None
+                sleep(1.0)
+        while True:
+            run = self.get_run(run_id)
+            state = str(run.get("state") or "")
+            if state not in ("FAILED", "CANCELED"):
+                return run
+            if clock() - started >= confirm_seconds:
+                raise KfpRetryError(
+                    f"KFP accepted the retry of run {run_id} but it is still {state} after "
+                    f"{confirm_seconds:.0f}s (a known KFP backend issue, kubeflow/pipelines#11329). "
+                    "Check the run in the KFP UI; clear the task with on_rerun='new_run' to start afresh."
+                )
+            sleep(1.0)
+
+    def terminate_and_wait(
+        self,
+        run_id: str,
+        *,
+        wait_seconds: float = TERMINATE_WAIT_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> dict[str, Any]:
+        """Terminate ``run_id`` (a run already finished is fine) and wait until it is final; the run.
+
+        KFP 2.17 goes CANCELING → FAILED (K2), so only the caller knows it was terminated.
+        """
+        try:
+            self.terminate_run(run_id)
+        except KfpApiError as err:
+            if err.status != 400:  # 400: the run had already finished (run_store.TerminateRun)
+                raise
+        give_up = clock() + wait_seconds
+        run = self.get_run(run_id)
+        while clock() < give_up and not _final(run):
+            sleep(1.0)
+            run = self.get_run(run_id)
+        return run
+
+    def check_namespace(self) -> None:
+        """Fail before any side effect when KFP is multi-user and no namespace is set (K9)."""
+        settings = self.settings
+        if settings.namespace:
+            return
+        if settings.multi_user:
+            raise KfpConnectionError(_namespace_message(settings.conn_id, "its extra 'multi_user' is true"))
+        try:
+            self.list_runs(page_size=1)
+        except KfpApiError as err:
+            if err.status == 400 and "namespace" in err.server_message.lower():
+                raise KfpConnectionError(
+                    _namespace_message(settings.conn_id, f"the server answered: {err.server_message}")
+                ) from None
+            raise
 
     def create_run(self, body: dict[str, Any], *, tag: str) -> dict[str, Any]:
         """Create a run; a transient failure is never retried blindly, since the server may have created
@@ -262,7 +422,7 @@ class KfpHook(BaseHook):
         """The id of experiment ``name``, creating it if needed (a concurrent create is fine)."""
         api = self._api("ExperimentServiceApi")
         namespace = self.settings.namespace or ""
-        flt = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": name}]})
+        flt = encode_filter({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": name}]})
 
         def lookup() -> str | None:
             found = self._call(
@@ -283,7 +443,7 @@ class KfpHook(BaseHook):
     def ensure_pipeline_version(self, spec: dict[str, Any], *, pipeline_name: str, version_name: str) -> tuple[str, str, bool]:
         """(pipeline_id, version_id, uploaded): ``version_name`` (the content hash) is uploaded at most once."""
         pipelines = self._api("PipelineServiceApi")
-        by_name = json.dumps({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": pipeline_name}]})
+        by_name = encode_filter({"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": pipeline_name}]})
         list_kwargs: dict[str, Any] = {"filter": by_name}
         if self.settings.namespace:
             list_kwargs["namespace"] = self.settings.namespace
@@ -305,7 +465,7 @@ class KfpHook(BaseHook):
                 if err.status != 409 or not (pipeline_id := find_pipeline()):
                     raise
 
-        version_filter = json.dumps(
+        version_filter = encode_filter(
             {"predicates": [{"operation": "EQUALS", "key": "display_name", "string_value": version_name}]}
         )
 
@@ -345,7 +505,9 @@ class KfpHook(BaseHook):
         try:
             api = self._api("HealthzServiceApi")
             self._call("healthz", api.healthz_service_get_healthz)
-            # healthz needs no auth on real KFP: prove the credentials with a cheap authorised call.
+            # healthz needs no auth on real KFP: prove the credentials with a cheap authorised call
+            # (which also tells a multi-user server without a namespace).
+            self.check_namespace()
             self.list_runs(page_size=1)
         except (KfpApiError, KfpConnectionError) as err:
             return False, str(err)
@@ -422,7 +584,7 @@ class KfpHook(BaseHook):
         if sort_by:
             params["sort_by"] = sort_by
         if filter_:
-            params["filter"] = json.dumps(filter_, separators=(",", ":"))
+            params["filter"] = encode_filter(filter_)
         settings = await self.asettings()
         if settings.namespace:
             params["namespace"] = settings.namespace
@@ -431,10 +593,35 @@ class KfpHook(BaseHook):
     async def aterminate_run(self, run_id: str) -> None:
         await self._arequest("POST", f"{API}/runs/{run_id}:terminate", f"terminate run {run_id}")
 
+    async def aterminate_and_wait(self, run_id: str, *, wait_seconds: float = TERMINATE_WAIT_SECONDS) -> dict[str, Any]:
+        """Async :meth:`terminate_and_wait` for the trigger."""
+        try:
+            await self.aterminate_run(run_id)
+        except KfpApiError as err:
+            if err.status != 400:
+                raise
+        give_up = time.monotonic() + wait_seconds
+        run = await self.aget_run(run_id)
+        while time.monotonic() < give_up and not _final(run):
+            await asyncio.sleep(1.0)
+            run = await self.aget_run(run_id)
+        return run
+
     async def aclose(self) -> None:
         client = self.__dict__.pop("_async_client", None)
         if client is not None:
             await client.aclose()
+
+
+def _final(run: dict[str, Any]) -> bool:
+    return str(run.get("state") or "") in ("SUCCEEDED", "SKIPPED", "FAILED", "CANCELED")
+
+
+def _namespace_message(conn_id: str, why: str) -> str:
+    return (
+        f"KFP behind connection '{conn_id}' is multi-user ({why}) and the connection has no namespace: "
+        "set the connection extra 'namespace' (or the operator's namespace=) to your Kubeflow profile namespace."
+    )
 
 
 def _rotated_in_flight(exc: BaseException, token: TokenSource, sent: str) -> bool:

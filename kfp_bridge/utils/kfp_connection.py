@@ -112,6 +112,7 @@ class KfpSettings:
     verify_ssl: bool
     ca_cert: str | None
     token: TokenSource
+    multi_user: bool = False  # extra 'multi_user': the server needs a namespace (else found out by asking)
 
     def run_url(self, run_id: str) -> str:
         return f"{self.ui_host}/#/runs/details/{run_id}"
@@ -199,4 +200,5 @@ def settings_from_connection(conn: Any, environ: dict[str, str] | None = None) -
         verify_ssl=_as_bool(_extra(extras, "verify_ssl"), True),
         ca_cert=ca_cert,
         token=token,
+        multi_user=_as_bool(_extra(extras, "multi_user"), False),
     )
