@@ -1,9 +1,14 @@
-"""KServeHook: InferenceService get / merge patch / watch over cncf.kubernetes' KubernetesHook.
+"""KServeHook: InferenceService get / merge patch / watch, and in Standard mode the predictor
+Deployment and its pods, over cncf.kubernetes' KubernetesHook.
 
 The connection is cncf.kubernetes' ``kubernetes`` type (in_cluster, kube_config_path, kube_config,
-namespace, cluster_context); this hook only adds the InferenceService calls. Every call carries a
-timeout. ``kubernetes`` is imported lazily by the parent hook's methods, and this module is only
-imported inside operator/trigger methods, so DAG parsing never pays for it.
+namespace, cluster_context) plus an optional extra ``ingress_address`` for smoke tests; this hook
+only adds the KServe calls. Every call carries a timeout. ``kubernetes`` is imported lazily by the
+parent hook's methods, and this module is only imported inside operator/trigger methods, so DAG
+parsing never pays for it.
+
+RBAC (deploy/rbac/kserve-rollout.yaml): inferenceservices get, list (re-list after a 410), watch,
+patch; deployments list, watch (Standard mode); pods list (crash-looping new pods).
 """
 
 from __future__ import annotations
@@ -16,10 +21,20 @@ from typing import Any
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
 
+from kfp_bridge.utils.kserve_status import DeploymentStatus, IsvcStatus, predictor_deployment
+from kfp_bridge.utils.retry import RetryPolicy, acall_with_retry, call_with_retry
+from kfp_bridge.utils.rollout import Snapshot
+
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 REQUEST_TIMEOUT = 30.0  # seconds for one non-watch call
 WATCH_WINDOW = 60  # seconds one watch request stays open before it is renewed
 WATCH_RETRY_PAUSE = 0.5  # seconds before re-opening a watch whose connection broke
+# Standard mode: a crash-looping pod changes no Deployment field, so the pods are re-read this often
+# even when the Deployment watch stays quiet.
+STANDARD_RECHECK_S = 5
+POLL_INTERVAL_S = 2.0  # polling fallback (GET only) when a watch is refused during a rollback
+# A merge patch is idempotent: 429/5xx and broken connections are retried within this budget.
+PATCH_RETRY = RetryPolicy(initial_backoff=0.5, max_backoff=5.0, total_budget=30.0, request_timeout=REQUEST_TIMEOUT)
 
 
 class InferenceServiceNotFound(LookupError):
@@ -52,10 +67,22 @@ def _by_name(name: str) -> dict[str, str]:
     return {"field_selector": f"metadata.name={name}"}
 
 
-def _timed_out(name: str, namespace: str, timeout: float, obj: dict[str, Any]) -> TimeoutError:
+def _timed_out(name: str, namespace: str, timeout: float, obj: Any) -> TimeoutError:
+    """``args[1]`` is the last object (or :class:`Snapshot`) seen, for the message that follows."""
     return TimeoutError(
         f"InferenceService {namespace}/{name}: condition not reached within {timeout:.0f}s", obj
     )
+
+
+def _snapshot(
+    isvc: dict[str, Any], deployment: dict[str, Any] | None, pods: list[dict[str, Any]]
+) -> Snapshot:
+    dep = DeploymentStatus.from_object(deployment) if deployment is not None else None
+    return Snapshot(IsvcStatus.from_object(isvc), dep, tuple(pods), isvc)
+
+
+def _selector(deployment: dict[str, Any] | None) -> str:
+    return DeploymentStatus.from_object(deployment).label_selector() if deployment is not None else ""
 
 
 def watch_window(left: float) -> int:
@@ -146,6 +173,10 @@ class KServeHook(_KServeHookMixin, KubernetesHook):
 
     hook_name = "KServe (Kubernetes)"
 
+    def ingress_address(self) -> str | None:
+        """The connection's extra ``ingress_address`` (smoke tests through the ingress), if any."""
+        return self._get_field("ingress_address") or None
+
     def get_isvc(self, name: str, namespace: str) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
@@ -159,10 +190,119 @@ class KServeHook(_KServeHookMixin, KubernetesHook):
             raise
 
     def patch_isvc(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """RFC 7386 merge patch (kubernetes 30.1.0 sends dict bodies as merge-patch+json): None deletes."""
-        return self.custom_object_client.patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.request_timeout
+        """RFC 7386 merge patch (dict bodies go as merge-patch+json): None deletes; 429/5xx retried."""
+        return call_with_retry(
+            lambda: self.custom_object_client.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch, _request_timeout=self.request_timeout
+            ),
+            PATCH_RETRY,
+            on_retry=lambda exc, wait: self.log.warning("Patch of %s/%s failed (%s); retrying in %.1fs",
+                                                        namespace, name, exc, wait),
         )
+
+    # ---- Standard mode: the predictor Deployment and its pods --------------------------------
+    def list_deployment(self, name: str, namespace: str) -> tuple[dict[str, Any] | None, str]:
+        """The Deployment ``name`` (None if absent) and the list's resourceVersion (never too old to watch)."""
+        listing = self.apps_v1_client.list_namespaced_deployment(
+            namespace, **_by_name(name), _request_timeout=self.request_timeout
+        )
+        items = [self.api_client.sanitize_for_serialization(d) for d in listing.items]
+        return (items[0] if items else None), listing.metadata.resource_version
+
+    def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        if not label_selector:
+            return []
+        listing = self.core_v1_client.list_namespaced_pod(
+            namespace, label_selector=label_selector, _request_timeout=self.request_timeout
+        )
+        return [self.api_client.sanitize_for_serialization(p) for p in listing.items]
+
+    def read_snapshot(self, name: str, namespace: str, standard: bool) -> tuple[Snapshot, str]:
+        """One look at the InferenceService (and in Standard mode its Deployment and pods); the
+        Deployment list's resourceVersion, where a watch for its next change starts."""
+        isvc = self.get_isvc(name, namespace)
+        if not standard:
+            return _snapshot(isvc, None, []), ""
+        deployment, rv = self.list_deployment(predictor_deployment(name), namespace)
+        return _snapshot(isvc, deployment, self.list_pods(namespace, _selector(deployment))), rv
+
+    def _deployment_changed(self, name: str, namespace: str, resource_version: str, seconds: float) -> None:
+        """Return on the Deployment's next change or after ``seconds``; a 410 or a broken watch just returns
+        (the caller re-lists)."""
+        import urllib3
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        window = watch_window(seconds)
+        w = watch.Watch()
+        try:
+            for event in w.stream(
+                self.apps_v1_client.list_namespaced_deployment,
+                namespace,
+                **_by_name(name),
+                resource_version=resource_version,
+                timeout_seconds=window,
+                _request_timeout=(self.request_timeout, window + 10),
+            ):
+                if event["type"] != "BOOKMARK":
+                    return
+        except ApiException as exc:
+            if exc.status != 410:
+                raise
+        except urllib3.exceptions.HTTPError as exc:
+            self.log.info("Watch of deployment %s/%s broke (%s); re-reading", namespace, name, exc)
+            time.sleep(WATCH_RETRY_PAUSE)
+        finally:
+            w.stop()
+
+    def wait_rollout(
+        self,
+        name: str,
+        namespace: str,
+        standard: bool,
+        done: Callable[[Snapshot], bool],
+        timeout: float,
+    ) -> Snapshot:
+        """Wait until ``done(snapshot)``: Knative by watching the InferenceService, Standard by watching
+        its Deployment and re-reading the pods at least every :data:`STANDARD_RECHECK_S`.
+        TimeoutError (last snapshot in ``args[1]``) otherwise."""
+        if not standard:
+            try:
+                obj = self.wait_isvc(name, namespace, lambda o: done(_snapshot(o, None, [])), timeout)
+            except TimeoutError as exc:
+                raise _timed_out(name, namespace, timeout, _snapshot(exc.args[1], None, [])) from None
+            return _snapshot(obj, None, [])
+        deadline = time.monotonic() + timeout
+        while True:
+            snap, rv = self.read_snapshot(name, namespace, True)
+            if done(snap):
+                return snap
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _timed_out(name, namespace, timeout, snap)
+            self._deployment_changed(predictor_deployment(name), namespace, rv, min(left, STANDARD_RECHECK_S))
+
+    def poll_rollout(
+        self,
+        name: str,
+        namespace: str,
+        standard: bool,
+        done: Callable[[Snapshot], bool],
+        timeout: float,
+        *,
+        interval: float = POLL_INTERVAL_S,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Snapshot:
+        """:meth:`wait_rollout` without watches (reads only): the way to verify a rollback when a
+        watch was refused (e.g. a 403 on the re-list)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            snap, _ = self.read_snapshot(name, namespace, standard)
+            if done(snap):
+                return snap
+            if time.monotonic() + interval > deadline:
+                raise _timed_out(name, namespace, timeout, snap)
+            sleep(interval)
 
     def relist_isvc(self, name: str, namespace: str) -> tuple[dict[str, Any], str]:
         """The object and the list's resourceVersion: where a watch resumes after a 410."""
@@ -254,18 +394,93 @@ class KServeAsyncHook(_KServeHookMixin, AsyncKubernetesHook):
     async def patch_isvc(self, name: str, namespace: str, patch: dict[str, Any]) -> dict[str, Any]:
         from kubernetes_asyncio import client
 
+        async def once() -> dict[str, Any]:
+            async with self.get_conn() as api_client:
+                api = client.CustomObjectsApi(api_client)
+                return await api.patch_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    PLURAL,
+                    name,
+                    patch,
+                    _request_timeout=self.request_timeout,
+                    _content_type="application/merge-patch+json",
+                )
+
+        return await acall_with_retry(once, PATCH_RETRY)
+
+    async def read_snapshot(self, name: str, namespace: str, standard: bool) -> tuple[Snapshot, str]:
+        """As :meth:`KServeHook.read_snapshot`, with kubernetes_asyncio."""
+        from kubernetes_asyncio import client
+
+        isvc = await self.get_isvc(name, namespace)
+        if not standard:
+            return _snapshot(isvc, None, []), ""
         async with self.get_conn() as api_client:
-            api = client.CustomObjectsApi(api_client)
-            return await api.patch_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-                patch,
-                _request_timeout=self.request_timeout,
-                _content_type="application/merge-patch+json",
+            listing = await client.AppsV1Api(api_client).list_namespaced_deployment(
+                namespace, **_by_name(predictor_deployment(name)), _request_timeout=self.request_timeout
             )
+            items = [api_client.sanitize_for_serialization(d) for d in listing.items]
+            deployment = items[0] if items else None
+            pods: list[dict[str, Any]] = []
+            if selector := _selector(deployment):
+                pod_list = await client.CoreV1Api(api_client).list_namespaced_pod(
+                    namespace, label_selector=selector, _request_timeout=self.request_timeout
+                )
+                pods = [api_client.sanitize_for_serialization(p) for p in pod_list.items]
+        return _snapshot(isvc, deployment, pods), listing.metadata.resource_version
+
+    async def _deployment_changed(self, name: str, namespace: str, resource_version: str, seconds: float) -> None:
+        import aiohttp
+        from kubernetes_asyncio import client, watch
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        window = watch_window(seconds)
+        async with self.get_conn() as api_client:
+            api = client.AppsV1Api(api_client)
+            try:
+                async with watch.Watch() as w:
+                    async for event in w.stream(
+                        api.list_namespaced_deployment,
+                        namespace,
+                        **_by_name(name),
+                        resource_version=resource_version,
+                        timeout_seconds=window,
+                    ):
+                        if event["type"] != "BOOKMARK":
+                            return
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                self.log.info("Watch of deployment %s/%s broke (%s); re-reading", namespace, name, exc)
+                await asyncio.sleep(WATCH_RETRY_PAUSE)
+
+    async def wait_rollout(
+        self,
+        name: str,
+        namespace: str,
+        standard: bool,
+        done: Callable[[Snapshot], bool],
+        timeout: float,
+    ) -> Snapshot:
+        """As :meth:`KServeHook.wait_rollout`, with kubernetes_asyncio."""
+        if not standard:
+            try:
+                obj = await self.wait_isvc(name, namespace, lambda o: done(_snapshot(o, None, [])), timeout)
+            except TimeoutError as exc:
+                raise _timed_out(name, namespace, timeout, _snapshot(exc.args[1], None, [])) from None
+            return _snapshot(obj, None, [])
+        deadline = time.monotonic() + timeout
+        while True:
+            snap, rv = await self.read_snapshot(name, namespace, True)
+            if done(snap):
+                return snap
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _timed_out(name, namespace, timeout, snap)
+            await self._deployment_changed(predictor_deployment(name), namespace, rv, min(left, STANDARD_RECHECK_S))
 
     async def wait_isvc(
         self,

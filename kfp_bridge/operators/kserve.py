@@ -1,17 +1,18 @@
-"""KServeRolloutOperator: canary → wait (watch) → smoke test → promote, or roll back and say why.
+"""KServeRolloutOperator: canary → wait until live → smoke test → promote, or roll back and say why.
 
-The rollout is a small state machine whose state (phase, previous spec, pending patch, wait
-condition) goes to ``task_state_store`` before every side effect, so a retry after a crash finishes
-or rolls back instead of leaving split traffic. Every wait is a watch on the InferenceService,
-decided by :func:`kfp_bridge.utils.kserve_status.evaluate`; the deferrable path runs the same
-waits in :class:`~kfp_bridge.triggers.kserve.KServeRolloutTrigger`.
+The rollout is the typed state machine of :mod:`kfp_bridge.utils.rollout`; its state goes to
+``task_state_store`` before every side effect, so a retry after a crash finishes or rolls back
+instead of leaving split traffic. Once the first patch may have reached the cluster, every failure
+(a wait that fails or times out, an API error such as a 403/404/5xx, a smoke test that raises)
+leads to the rollback path. The deferrable path runs the same waits in
+:class:`~kfp_bridge.triggers.kserve.KServeRolloutTrigger`.
 
 Import cost matters: DAG files import this module, so kubernetes and httpx load inside methods.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from airflow.sdk import BaseOperator
 
 from kfp_bridge.links.kserve import InferenceServiceLink
 from kfp_bridge.utils import kserve_status as ks
+from kfp_bridge.utils import rollout as ro
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -31,16 +33,21 @@ if TYPE_CHECKING:
 
 STATE_KEY = "kserve_rollout"
 DEFAULT_TIMEOUT_S = 900.0
-ROLLBACK_TIMEOUT_S = 300.0
+ROLLBACK_TIMEOUT_S = ro.ROLLBACK_TIMEOUT_S
 INLINE_WAIT_S = 10.0  # deferrable: watch this long in the worker before handing the wait to a trigger
-_TERMINAL = ("done", "rolled_back")
-# Phases in which the new revision may still hold traffic: a kill rolls these back.
-_UNFINISHED = ("rollout", "promote", "rollback_pin")
+# KServe names: a DNS-1035 label (starts with a letter; kserve IsvcNameFmt); namespaces DNS-1123.
+_ISVC_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_MAX_NAME = 63
+Outcome = tuple[bool, str, "ro.Snapshot | None"]  # (condition reached, why not, what was seen)
 
 
 class KServeRolloutError(RuntimeError):
     """The rollout failed (and was rolled back, unless the message says otherwise)."""
+
+
+class _Killed(KServeRolloutError):
+    """on_kill ran: the interrupted code path stops here."""
 
 
 class KServeRolloutOperator(BaseOperator):
@@ -54,13 +61,16 @@ class KServeRolloutOperator(BaseOperator):
         out directly. Ignored (with a warning, never claimed) in Standard mode, where KServe ignores it.
     :param smoke_test: dict spec (see :mod:`kfp_bridge.utils.smoke`) or callable ``f(url)``; None skips it.
     :param promote: give the new revision 100% after a passing smoke test (default True).
+    :param ingress_address: send the smoke test to this ingress address with the service's host name
+        in the ``Host`` header (when KServe's host names do not resolve from the worker); default
+        the connection's extra ``ingress_address``.
     :param kubernetes_conn_id: cncf.kubernetes connection (default ``kubernetes_default``).
     :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
     :param timeout: seconds (or timedelta) for the rollout waits; a timeout rolls back.
     """
 
     # smoke_test is not templated: Airflow 3 would call a callable smoke test while rendering.
-    template_fields: Sequence[str] = ("storage_uri", "inference_service", "namespace")
+    template_fields: Sequence[str] = ("storage_uri", "inference_service", "namespace", "ingress_address")
     operator_extra_links = (InferenceServiceLink(),)
     ui_color = "#cfe8fc"
 
@@ -73,6 +83,7 @@ class KServeRolloutOperator(BaseOperator):
         canary_traffic_percent: int | None = None,
         smoke_test: dict[str, Any] | Any | None = None,
         promote: bool = True,
+        ingress_address: str | None = None,
         kubernetes_conn_id: str = "kubernetes_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         timeout: float | timedelta | None = DEFAULT_TIMEOUT_S,
@@ -85,16 +96,18 @@ class KServeRolloutOperator(BaseOperator):
         self.canary_traffic_percent = canary_traffic_percent
         self.smoke_test = smoke_test
         self.promote = promote
+        self.ingress_address = ingress_address
         self.kubernetes_conn_id = kubernetes_conn_id
         self.deferrable = deferrable
         self.timeout = timeout
-        self._rollout: dict[str, Any] | None = None
+        self._rollout: ro.Rollout | None = None
         self._hook: KServeHook | None = None
         self._store: Any = None
         self._context: Any = None
+        self._ingress: str | None = None
         # Set by on_kill: from then on this process makes no further change to the InferenceService.
         self._killed = False
-        self._last_seen: dict[str, Any] | None = None
+        self._last_seen: ro.Snapshot | None = None
 
     # ----- entry points -----------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -102,41 +115,70 @@ class KServeRolloutOperator(BaseOperator):
         self._store = context.get("task_state_store")
         self._validate_arguments()  # before any connection or cluster call
         hook = self._get_hook()
+        self._ingress = self._ingress_address(hook)
         namespace = self._namespace(hook)
         obj = hook.get_isvc(self.inference_service, namespace)
         st = ks.IsvcStatus.from_object(obj)
         if st.url:
             InferenceServiceLink.persist(context, st.url)
 
-        saved = self._store.get(STATE_KEY) if self._store is not None else None
-        if (
-            isinstance(saved, dict)
-            and saved.get("phase") not in _TERMINAL
-            and saved.get("name") == self.inference_service
-        ):
+        saved = self._saved()
+        if saved is not None and not saved.phase.terminal and saved.name == self.inference_service:
             self.log.warning(
                 "Resuming an unfinished rollout of %s (phase %s) left by an earlier attempt",
-                self.inference_service,
-                saved["phase"],
+                saved.name,
+                saved.phase.value,
             )
             self._rollout = saved
-            current = ks.storage_uri((obj.get("spec") or {}).get("predictor") or {})
-            patched = saved.get("wait") is not None  # else the crash came before the patch went out
-            if saved["phase"] in ("rollout", "promote") and patched and current != saved["target_uri"]:
+            if ro.undone_while_away(saved, obj):
                 # The trigger's on_kill (or a person) restored the spec while no task ran: finish
                 # that rollback (release the pin) instead of waiting for a canary that is gone.
-                self._start_rollback(
-                    hook,
-                    f"the rollout was undone while no attempt was running "
-                    f"(the spec serves {current} again, e.g. after a kill)",
+                current = ks.storage_uri((obj.get("spec") or {}).get("predictor") or {})
+                self._rollout, step = ro.start_rollback(
+                    saved,
+                    f"the rollout was undone while no attempt was running (the spec serves {current} "
+                    "again, e.g. after a kill)",
                 )
+                return self._run(hook, self._begin(hook, step))
             return self._run(hook, None)
 
-        rollout = self._plan(obj, namespace)
-        if rollout is None:
+        try:
+            planned = ro.plan(
+                obj, namespace, self.storage_uri, self.canary_traffic_percent, time.time() + self._timeout_seconds()
+            )
+        except ro.RolloutRefused as exc:
+            raise KServeRolloutError(str(exc)) from None
+        if planned is None:
+            self.log.info("%s already serves %s; nothing to roll out", st.name, self.storage_uri)
             return self._result(st, "unchanged")
+        rollout, patch = planned
+        if not rollout.knative:
+            if self.canary_traffic_percent is not None:
+                self.log.warning(
+                    "InferenceService %s runs in Standard mode, where KServe ignores canaryTrafficPercent: "
+                    "doing a direct rollout (no canary)",
+                    st.name,
+                )
+            self._require_deployment(hook, rollout)
         self._rollout = rollout
-        self._apply(hook, "rollout", rollout.pop("first_patch"), self._rollout_condition())
+        try:
+            self._apply(hook, ro.PatchStep(ro.Phase.ROLLOUT, patch))
+        except _Killed:
+            raise
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if self._rollout.patch is None or (
+                isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+            ):
+                # Refused (or failed before sending): the spec did not change, nothing to roll back.
+                self._rollout.phase = ro.Phase.ROLLED_BACK
+                self._save()
+                raise KServeRolloutError(
+                    f"The rollout patch of {namespace}/{rollout.name} was not applied ({ro.api_error(exc)}); "
+                    "nothing changed"
+                ) from exc
+            # The patch may have gone through (5xx, broken connection): undo whatever it did.
+            return self._run(hook, (False, f"the rollout patch failed: {ro.api_error(exc)}", None))
         return self._run(hook, None)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -144,12 +186,16 @@ class KServeRolloutOperator(BaseOperator):
         self._store = context.get("task_state_store")
         if not event or "status" not in event or "rollout" not in event:
             raise KServeRolloutError(f"The KServe trigger returned no usable event ({event!r}).")
-        self._rollout = event["rollout"]
+        self._rollout = ro.Rollout.from_json(event["rollout"])
         hook = self._get_hook()
+        self._ingress = self._ingress_address(hook)
+        message = event.get("message") or f"waiting failed ({event['status']})"
         if event["status"] == "success":
-            outcome: tuple[str, Any] = ("done", event.get("object"))
+            outcome: Outcome = (True, "", None)
+        elif event["status"] == "error" and self._rollout.phase.rolling_back:
+            outcome = self._poll(hook, message)
         else:
-            outcome = ("failed", event.get("message") or f"waiting failed ({event['status']})")
+            outcome = (False, message, None)
         return self._run(hook, outcome)
 
     def on_kill(self) -> None:
@@ -162,60 +208,75 @@ class KServeRolloutOperator(BaseOperator):
         (``_killed``) instead of racing the rollback.
         """
         self._killed = True
-        rollout = self._rollout
-        if not rollout or rollout.get("phase") not in _UNFINISHED:
+        r = self._rollout
+        if r is None or not r.phase.unfinished:
             return
         try:
             hook = self._get_hook()
-            self.log.warning(
-                "Task killed during the rollout of %s (phase %s): rolling back",
-                rollout["name"],
-                rollout["phase"],
-            )
-            rollout["reason"] = "the task was killed during the rollout"
-            patch = rollback_patch(rollout, hook.get_isvc(rollout["name"], rollout["namespace"]))
-            rollout.update(
-                phase="rollback_restore", patch=patch, wait=None, condition=restore_condition(rollout)
-            )
-            self._save()
-            obj = hook.patch_isvc(rollout["name"], rollout["namespace"], patch)
-            rollout["wait"] = {**rollout["condition"], "generation": obj["metadata"]["generation"]}
-            self._save()
+            self.log.warning("Task killed during the rollout of %s (phase %s): rolling back", r.name, r.phase.value)
+            r.reason = "the task was killed during the rollout"
+            self._apply(hook, ro.PatchStep(ro.Phase.ROLLBACK_RESTORE, None), killed_ok=True)
             self.log.warning(
                 "Rolled back %s on kill: restored %s, pinned to %s",
-                rollout["name"],
-                rollout["previous_uri"],
-                rollout["previous_revision"] or "the previous deployment",
+                r.name,
+                r.previous_uri,
+                r.previous_revision or "the previous deployment",
             )
         except Exception:
-            self.log.exception(
-                "Could not roll back %s after the kill; the next attempt will", rollout.get("name")
-            )
+            self.log.exception("Could not roll back %s after the kill; the next attempt will", r.name)
 
     def _check_not_killed(self) -> None:
         if self._killed:
-            raise KServeRolloutError("The task was killed; on_kill rolled the rollout back, stopping here.")
+            raise _Killed("The task was killed; on_kill rolled the rollout back, stopping here.")
 
-    # ----- validation and planning (no side effects) -------------------------------------------------
+    # ----- validation (no side effects) -----------------------------------------------------------
     def _validate_arguments(self) -> None:
+        """Every input, rendered, before any cluster call: the error names the argument, what it
+        must be and the value."""
         from kfp_bridge.utils import smoke
+        from kfp_bridge.utils.smoke_client import validate_ingress_address
 
         name = self.inference_service
-        if not isinstance(name, str) or not _DNS1123.match(name):
+        if not isinstance(name, str) or not _ISVC_NAME.match(name) or len(name) > _MAX_NAME:
             raise ValueError(
-                f"inference_service {name!r} is not a valid InferenceService name (lowercase DNS-1123 label)"
+                f"inference_service must be an InferenceService name (lowercase letters, digits and '-', "
+                f"starting with a letter, at most {_MAX_NAME} characters; a DNS-1035 label), got {name!r}"
+            )
+        ns = self.namespace
+        if ns is not None and (not isinstance(ns, str) or not _DNS1123.match(ns) or len(ns) > _MAX_NAME):
+            raise ValueError(
+                f"namespace must be a Kubernetes namespace (a DNS-1123 label) or None for the connection's, "
+                f"got {ns!r} (did the template render empty?)"
             )
         percent = self.canary_traffic_percent
         if percent is not None and (
             isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100
         ):
             raise ValueError(
-                f"canary_traffic_percent must be an int from 0 to 100 (or None for a direct rollout), got {percent!r}"
+                f"canary_traffic_percent must be an int from 0 to 100 (or None for a direct rollout), "
+                f"got {percent!r} ({type(percent).__name__})"
             )
         ks.validate_storage_uri(self.storage_uri)
         smoke.validate_spec(self.smoke_test)
-        if self._timeout_seconds() <= 0:
-            raise ValueError(f"timeout must be positive, got {self.timeout!r}")
+        if not isinstance(self.promote, bool):
+            raise ValueError(f"promote must be True or False, got {self.promote!r} ({type(self.promote).__name__})")
+        if not isinstance(self.deferrable, bool):
+            raise ValueError(
+                f"deferrable must be True or False, got {self.deferrable!r} ({type(self.deferrable).__name__})"
+            )
+        timeout = self.timeout
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float | timedelta)
+        ):
+            raise ValueError(
+                f"timeout must be seconds (int/float) or a timedelta, got {timeout!r} ({type(timeout).__name__})"
+            )
+        seconds = self._timeout_seconds()
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        validate_ingress_address(self.ingress_address)
+        if not isinstance(self.kubernetes_conn_id, str) or not self.kubernetes_conn_id:
+            raise ValueError(f"kubernetes_conn_id must be a connection id, got {self.kubernetes_conn_id!r}")
         from airflow.exceptions import AirflowNotFoundException
 
         from kfp_bridge.hooks.kserve import KServeHook
@@ -228,90 +289,131 @@ class KServeRolloutOperator(BaseOperator):
                 "'kubernetes', extra kube_config_path or in_cluster) or set kubernetes_conn_id"
             ) from exc
 
-    def _plan(self, obj: dict[str, Any], namespace: str) -> dict[str, Any] | None:
-        st = ks.IsvcStatus.from_object(obj)
-        predictor = copy.deepcopy((obj.get("spec") or {}).get("predictor") or {})
-        field = ks.storage_field(predictor)
-        current_uri = ks.storage_uri(predictor)
-        mode = st.mode
-        percent = self.canary_traffic_percent
-        if mode == ks.KNATIVE:
-            if not st.latest_rolledout or st.sole_revision() is None:
-                raise KServeRolloutError(
-                    f"InferenceService {namespace}/{st.name} has no single serving revision "
-                    f"(traffic: {st.traffic_summary()}); finish or roll back the rollout in progress first"
-                )
-            previous_revision = st.sole_revision()
-        else:
-            if percent is not None:
-                self.log.warning(
-                    "InferenceService %s runs in Standard mode, where KServe ignores canaryTrafficPercent: "
-                    "doing a direct rollout (no canary)",
-                    st.name,
-                )
-            previous_revision = ""
-        if current_uri == self.storage_uri and predictor.get("canaryTrafficPercent") is None and st.is_ready:
-            self.log.info("%s already serves %s; nothing to roll out", st.name, self.storage_uri)
-            return None
-        patch: dict[str, Any] = {"spec": {"predictor": {field: {"storageUri": self.storage_uri}}}}
-        canary = mode == ks.KNATIVE and percent is not None and percent < 100
-        if mode == ks.KNATIVE:
-            patch["spec"]["predictor"]["canaryTrafficPercent"] = percent if canary else None
-            patch["metadata"] = {"annotations": {ks.TAG_ROUTING_ANNOTATION: "true"}}
-        return {
-            "name": st.name,
-            "namespace": namespace,
-            "mode": mode,
-            "canary": canary,
-            "percent": percent if canary else None,
-            "target_uri": self.storage_uri,
-            "previous_uri": current_uri,
-            "previous_predictor": predictor,
-            "previous_revision": previous_revision,
-            "new_revision": "",
-            "deadline": time.time() + self._timeout_seconds(),
-            "first_patch": patch,
-        }
+    def _ingress_address(self, hook: KServeHook) -> str | None:
+        from kfp_bridge.utils.smoke_client import validate_ingress_address
 
-    def _rollout_condition(self) -> dict[str, Any]:
-        r = self._rollout
-        assert r is not None
-        if r["mode"] != ks.KNATIVE:
-            return {"kind": "standard"}
-        if r["canary"]:
-            return {"kind": "canary", "percent": r["percent"], "previous": r["previous_revision"]}
-        return {"kind": "sole", "previous": r["previous_revision"]}
+        if self.ingress_address is not None:
+            return validate_ingress_address(self.ingress_address)
+        try:
+            return validate_ingress_address(hook.ingress_address())
+        except ValueError as exc:
+            raise ValueError(f"connection {self.kubernetes_conn_id!r} extra: {exc}") from None
+
+    def _require_deployment(self, hook: KServeHook, rollout: ro.Rollout) -> None:
+        """Standard mode is judged from the predictor Deployment: it must be readable before any patch."""
+        name = ks.predictor_deployment(rollout.name)
+        deployment, _ = hook.list_deployment(name, rollout.namespace)
+        if deployment is None:
+            raise KServeRolloutError(
+                f"InferenceService {rollout.namespace}/{rollout.name} runs in Standard mode but its predictor "
+                f"Deployment {name} does not exist; nothing was changed"
+            )
 
     # ----- the state machine ----------------------------------------------------------------------
-    def _apply(self, hook: KServeHook, phase: str, patch: dict[str, Any], condition: dict[str, Any]) -> None:
-        """Save (phase, patch) first, then patch, then save the wait condition with the new generation."""
-        self._check_not_killed()
+    def _apply(self, hook: KServeHook, step: ro.PatchStep, *, killed_ok: bool = False) -> None:
+        """Read the state the wait starts from, save (phase, patch, condition), then patch."""
+        if not killed_ok:
+            self._check_not_killed()
         r = self._rollout
         assert r is not None
-        r.update(phase=phase, patch=patch, wait=None, condition=condition)
+        before, _ = hook.read_snapshot(r.name, r.namespace, not r.knative)
+        patch = step.patch if step.patch is not None else ro.rollback_patch(r, before.isvc_object)
+        r.phase, r.patch, r.patched = step.phase, patch, False
+        r.condition = ro.condition_for(r, step.phase, before, patch)
         self._save()
-        obj = hook.patch_isvc(r["name"], r["namespace"], patch)
-        r["wait"] = {**condition, "generation": obj["metadata"]["generation"]}
-        self._save()
-        self.log.info("%s: %s (generation %s)", r["name"], _describe(phase, r), obj["metadata"]["generation"])
+        self._send(hook)
 
-    def _run(self, hook: KServeHook, outcome: tuple[str, Any] | None) -> dict[str, Any]:
+    def _send(self, hook: KServeHook) -> None:
+        r = self._rollout
+        assert r is not None and r.patch is not None
+        obj = hook.patch_isvc(r.name, r.namespace, r.patch)
+        r.patched = True
+        self._save()
+        self.log.info(
+            "%s: %s (generation %s)", r.name, ro.describe(r, r.phase), (obj.get("metadata") or {}).get("generation")
+        )
+
+    def _begin(self, hook: KServeHook, step: ro.PatchStep) -> Outcome | None:
+        """Enter ``step``'s phase. A failed patch of the rollout or the promotion is a failed step
+        (it leads to the rollback); a failed rollback patch stops the task with the state saved, so
+        the next attempt resumes it."""
         r = self._rollout
         assert r is not None
+        if step.phase.rolling_back and not r.phase.rolling_back:
+            self.log.error("Rolling back %s: %s", r.name, r.reason)
+            r.deadline = time.time() + ROLLBACK_TIMEOUT_S
+        try:
+            self._apply(hook, step)
+        except _Killed:
+            raise
+        except Exception as exc:
+            if step.phase.rolling_back:
+                raise KServeRolloutError(
+                    f"{r.reason}. The rollback patch ({ro.describe(r, step.phase)}) failed: {ro.api_error(exc)}; "
+                    "traffic may still reach the new model: the next attempt resumes the rollback"
+                ) from exc
+            if self._rollout is not None and self._rollout.phase is not step.phase:
+                self._rollout.phase = step.phase  # failed before the phase was saved: still that step's failure
+            return False, f"the {step.phase.value} patch failed: {ro.api_error(exc)}", None
+        return None
+
+    def _run(self, hook: KServeHook, outcome: Outcome | None) -> dict[str, Any]:
         while True:
+            r = self._rollout
+            assert r is not None
             if outcome is None:
-                if r.get("wait") is None:  # crashed between saving the phase and patching: patch again
-                    self._apply(hook, r["phase"], r["patch"], r["condition"])
-                outcome = self._wait(hook)  # defers in deferrable mode
-            result = self._step(hook, outcome)
-            if result is not None:
-                return result
-            outcome = None
+                if not r.patched:  # crashed between saving the phase and patching: patch again
+                    outcome = self._resend(hook)
+                if outcome is None:
+                    outcome = self._wait(hook)  # defers in deferrable mode
+            ok, detail, snap = outcome
+            self._rollout, action = ro.after_wait(r, ok, detail)
+            if isinstance(action, ro.SmokeTest):
+                action = self._smoke_then_decide(hook, snap)
+            if isinstance(action, ro.Finish):
+                return self._finish(hook, action.outcome)
+            if isinstance(action, ro.RolledBack):
+                raise self._rolled_back(hook, action.note)
+            outcome = self._begin(hook, action)
 
-    def _wait(self, hook: KServeHook) -> tuple[str, Any]:
+    def _resend(self, hook: KServeHook) -> Outcome | None:
+        self._check_not_killed()
+        try:
+            self._send(hook)
+        except _Killed:
+            raise
+        except Exception as exc:
+            r = self._rollout
+            assert r is not None
+            if r.phase.rolling_back:
+                raise KServeRolloutError(
+                    f"{r.reason}. The rollback patch failed: {ro.api_error(exc)}; the next attempt resumes it"
+                ) from exc
+            return False, f"the {r.phase.value} patch failed: {ro.api_error(exc)}", None
+        return None
+
+    def _smoke_then_decide(self, hook: KServeHook, snap: ro.Snapshot | None) -> ro.Action:
         r = self._rollout
         assert r is not None
-        left = r["deadline"] - time.time()
+        try:
+            if snap is None or not snap.isvc_object:
+                snap, _ = hook.read_snapshot(r.name, r.namespace, not r.knative)
+            st = snap.isvc
+            if r.knative:
+                r.new_revision = st.latest_created
+            url = (st.tag_url("latest") if r.knative else "") or st.url
+            problems = self._smoke(url) if url else ["InferenceService status has no URL to test"]
+        except _Killed:
+            raise
+        except Exception as exc:  # an API error or a bug in the smoke path: never leave the canary
+            url, problems = "", [f"the smoke test could not run: {ro.api_error(exc)}"]
+        self._rollout, action = ro.after_smoke(r, problems, url, self.promote)
+        return action
+
+    def _wait(self, hook: KServeHook) -> Outcome:
+        r = self._rollout
+        assert r is not None
+        left = r.deadline - time.time()
         if self.deferrable and left > INLINE_WAIT_S:
             # Waits that end within seconds (promotion, pinning, an already-restored spec) finish
             # here: a trigger round trip costs more, and a trigger that fires right after the
@@ -322,173 +424,138 @@ class KServeRolloutOperator(BaseOperator):
                 return outcome
             from kfp_bridge.triggers.kserve import KServeRolloutTrigger
 
+            assert r.condition is not None
             self.defer(
                 trigger=KServeRolloutTrigger(
-                    name=r["name"],
-                    namespace=r["namespace"],
+                    name=r.name,
+                    namespace=r.namespace,
                     kubernetes_conn_id=self.kubernetes_conn_id,
-                    condition=r["wait"],
-                    deadline=r["deadline"],
-                    rollout=r,
+                    condition=ro.condition_to_json(r.condition),
+                    deadline=r.deadline,
+                    rollout=r.to_json(),
                     deferred_at=time.time(),
                 ),
                 method_name="execute_complete",
             )
         outcome = self._wait_here(hook, max(left, 0.0))
-        return outcome or ("failed", self._timeout_message(self._last_seen))
+        return outcome or (False, self._timeout_message(), self._last_seen)
 
-    def _final_now(self, hook: KServeHook) -> tuple[str, Any] | None:
+    def _final_now(self, hook: KServeHook) -> Outcome | None:
         """One last read before deferring: a wait that ended as the inline watch closed is not deferred."""
         r = self._rollout
-        assert r is not None
-        obj = hook.get_isvc(r["name"], r["namespace"])
-        return _outcome(ks.evaluate(r["wait"], ks.IsvcStatus.from_object(obj)), obj)
+        assert r is not None and r.condition is not None
+        try:
+            snap, _ = hook.read_snapshot(r.name, r.namespace, not r.knative)
+        except Exception as exc:
+            return self._wait_error(hook, exc, INLINE_WAIT_S)
+        return _outcome(ro.evaluate(r.condition, snap), snap)
 
-    def _wait_here(self, hook: KServeHook, seconds: float) -> tuple[str, Any] | None:
+    def _wait_here(self, hook: KServeHook, seconds: float) -> Outcome | None:
         """Watch in this process for up to ``seconds``; None when the condition is still open."""
         r = self._rollout
-        assert r is not None
+        assert r is not None and r.condition is not None
+        condition = r.condition
         last: list[Any] = [None]
-        verdict: list[ks.Verdict] = [ks.Verdict()]
+        verdict: list[ro.Verdict] = [ro.Verdict()]
 
-        def done(obj: dict[str, Any]) -> bool:
+        def done(snap: ro.Snapshot) -> bool:
             self._check_not_killed()
-            st = ks.IsvcStatus.from_object(obj)
-            if st.progress_key() != last[0]:
-                last[0] = st.progress_key()
-                self.log.info(st.progress_line())
-            verdict[0] = ks.evaluate(r["wait"], st)
+            line = ro.progress_line(snap)
+            if line != last[0]:
+                last[0] = line
+                self.log.info(line)
+            verdict[0] = ro.evaluate(condition, snap)
             return verdict[0].final
 
         try:
-            obj = hook.wait_isvc(r["name"], r["namespace"], done, seconds)
+            snap = hook.wait_rollout(r.name, r.namespace, not r.knative, done, seconds)
         except TimeoutError as exc:
-            self._last_seen = exc.args[1] if len(exc.args) > 1 else {}
+            self._last_seen = exc.args[1] if len(exc.args) > 1 else None
             return None
-        return _outcome(verdict[0], obj)
+        except _Killed:
+            raise
+        except Exception as exc:
+            return self._wait_error(hook, exc, seconds)
+        return _outcome(verdict[0], snap)
 
-    def _timeout_message(self, last_obj: dict[str, Any] | None) -> str:
-        r = self._rollout or {}
-        return (
-            f"timed out after {self._timeout_seconds():.0f}s in phase {r.get('phase')}; last state: "
-            f"{ks.IsvcStatus.from_object(last_obj or {}).progress_line()}"
-        )
-
-    def _step(self, hook: KServeHook, outcome: tuple[str, Any]) -> dict[str, Any] | None:
-        """Act on one wait outcome; returns the task result when finished, raises when rolled back."""
-        self._check_not_killed()
+    def _wait_error(self, hook: KServeHook, exc: BaseException, seconds: float) -> Outcome:
+        """An API error during a wait: the rollout rolls back; a rollback falls back to reads only."""
         r = self._rollout
         assert r is not None
-        kind, value = outcome
-        phase = r["phase"]
-        if phase == "rollout":
-            if kind == "failed":
-                return self._start_rollback(hook, f"the new model did not become ready: {value}")
-            st = ks.IsvcStatus.from_object(value or hook.get_isvc(r["name"], r["namespace"]))
-            r["new_revision"] = st.latest_created
-            url = st.tag_url("latest") if r["mode"] == ks.KNATIVE else st.url
-            url = url or st.url
-            problems = self._smoke(url)
-            if problems:
-                return self._start_rollback(hook, f"smoke test failed against {url}: {'; '.join(problems)}")
-            if r["canary"] and self.promote:
-                self._apply(
-                    hook,
-                    "promote",
-                    {"spec": {"predictor": {"canaryTrafficPercent": None}}},
-                    {"kind": "sole", "previous": r["previous_revision"]},
-                )
-                return None
-            return self._finish(hook, "canary" if r["canary"] else "rolled_out")
-        if phase == "promote":
-            if kind == "failed":
-                return self._start_rollback(hook, f"promotion failed: {value}")
-            return self._finish(hook, "promoted")
-        if phase == "rollback_pin":
-            if kind == "failed":
-                raise KServeRolloutError(
-                    f"{r['reason']}. Rollback could not pin {r['previous_revision']}: {value}"
-                )
-            obj = hook.get_isvc(r["name"], r["namespace"])
-            self._apply(hook, "rollback_restore", rollback_patch(r, obj), restore_condition(r))
-            return None
-        if phase == "rollback_restore":
-            if kind == "failed":
-                raise self._rolled_back(
-                    hook,
-                    f"(the restored spec did not become ready: {value}; "
-                    f"{r['previous_revision'] or 'the previous deployment'} keeps serving)",
-                )
-            if r["mode"] != ks.KNATIVE:
-                raise self._rolled_back(hook, "")
-            canary = r["previous_predictor"].get("canaryTrafficPercent")
-            self._apply(
-                hook,
-                "rollback_release",
-                {"spec": {"predictor": {"canaryTrafficPercent": canary}}},
-                {"kind": "sole", "previous": "", "allow_previous": True}
-                if canary is None
-                else {"kind": "pinned", "previous": r["previous_revision"]},
-            )
-            return None
-        if phase == "rollback_release":
-            if kind == "failed":
-                raise self._rolled_back(hook, f"(releasing the pin failed: {value})")
-            raise self._rolled_back(hook, "")
-        raise KServeRolloutError(
-            f"unknown rollout phase {phase!r} in the saved state; clear task_state_store"
-        )
+        self.log.warning("Waiting on %s/%s failed: %s", r.namespace, r.name, ro.api_error(exc))
+        if r.phase.rolling_back:
+            return self._poll(hook, ro.api_error(exc), max(seconds, r.deadline - time.time()))
+        return False, f"the wait failed: {ro.api_error(exc)}", None
 
-    def _start_rollback(self, hook: KServeHook, reason: str) -> None:
+    def _poll(self, hook: KServeHook, why: str, seconds: float | None = None) -> Outcome:
+        """Verify a rollback step by reading (GET/list) when its watch was refused."""
         r = self._rollout
-        assert r is not None
-        self.log.error("Rolling back %s: %s", r["name"], reason)
-        r["reason"] = reason
-        r["deadline"] = time.time() + ROLLBACK_TIMEOUT_S
-        if r["mode"] == ks.KNATIVE:
-            self._apply(
-                hook,
-                "rollback_pin",
-                {"spec": {"predictor": {"canaryTrafficPercent": 0}}},
-                {"kind": "pinned", "previous": r["previous_revision"]},
-            )
-        else:
-            obj = hook.get_isvc(r["name"], r["namespace"])
-            self._apply(hook, "rollback_restore", rollback_patch(r, obj), restore_condition(r))
-        return None
+        assert r is not None and r.condition is not None
+        condition = r.condition
+        seconds = max(seconds if seconds is not None else r.deadline - time.time(), 1.0)
+        self.log.warning("Verifying %s by polling (the watch failed: %s)", ro.describe(r, r.phase), why)
+        verdict: list[ro.Verdict] = [ro.Verdict()]
+
+        def done(snap: ro.Snapshot) -> bool:
+            verdict[0] = ro.evaluate(condition, snap)
+            return verdict[0].final
+
+        try:
+            snap = hook.poll_rollout(r.name, r.namespace, not r.knative, done, seconds)
+        except TimeoutError as exc:
+            self._last_seen = exc.args[1] if len(exc.args) > 1 else None
+            return False, self._timeout_message(), self._last_seen
+        except Exception as exc:
+            return False, f"{why}; polling failed too: {ro.api_error(exc)}", None
+        return _outcome(verdict[0], snap) or (False, why, snap)
+
+    def _timeout_message(self) -> str:
+        r = self._rollout
+        phase = r.phase.value if r else "?"
+        last = ro.progress_line(self._last_seen) if self._last_seen is not None else "nothing read"
+        return f"timed out after {self._timeout_seconds():.0f}s in phase {phase}; last state: {last}"
 
     def _rolled_back(self, hook: KServeHook, note: str) -> KServeRolloutError:
         r = self._rollout
         assert r is not None
-        st = ks.IsvcStatus.from_object(hook.get_isvc(r["name"], r["namespace"]))
-        r["phase"] = "rolled_back"
+        traffic = "unknown"
+        serving: str | None = "the previous deployment"
+        st: ks.IsvcStatus | None = None
+        try:
+            st = ks.IsvcStatus.from_object(hook.get_isvc(r.name, r.namespace))
+            traffic = st.traffic_summary()
+            if r.knative:
+                serving = st.sole_revision()
+        except Exception as exc:
+            note = f"{note} (could not read the final state: {ro.api_error(exc)})".strip()
+        r.phase = ro.Phase.ROLLED_BACK
         self._save()
-        serving = st.sole_revision() if r["mode"] == ks.KNATIVE else "the previous deployment"
-        self._push(st, "rolled_back")
+        if st is not None:
+            self._push(st, "rolled_back")
         return KServeRolloutError(
-            f"Rollout of {r['target_uri']} to {r['namespace']}/{r['name']} failed: {r['reason']}. "
-            f"Rolled back to {r['previous_uri']} ({serving} serves it; traffic: {st.traffic_summary()}) {note}".rstrip()
+            f"Rollout of {r.target_uri} to {r.namespace}/{r.name} failed: {r.reason}. "
+            f"Rolled back to {r.previous_uri} ({serving} serves it; traffic: {traffic}) {note}".rstrip()
         )
 
     def _finish(self, hook: KServeHook, outcome: str) -> dict[str, Any]:
         self._check_not_killed()
         r = self._rollout
         assert r is not None
-        st = ks.IsvcStatus.from_object(hook.get_isvc(r["name"], r["namespace"]))
-        r["phase"] = "done"
+        st = ks.IsvcStatus.from_object(hook.get_isvc(r.name, r.namespace))
+        r.phase = ro.Phase.DONE
         self._save()
         return self._result(st, outcome)
 
     def _result(self, st: ks.IsvcStatus, outcome: str) -> dict[str, Any]:
-        r = self._rollout or {}
+        r = self._rollout
         result = {
             "outcome": outcome,
             "inference_service": st.name,
             "namespace": st.namespace,
             "mode": st.mode,
-            "canary": bool(r.get("canary")),
-            "previous_revision": r.get("previous_revision") or "",
-            "new_revision": r.get("new_revision") or (st.latest_ready if st.mode == ks.KNATIVE else ""),
+            "canary": bool(r and r.canary),
+            "previous_revision": (r.previous_revision if r else "") or "",
+            "new_revision": (r.new_revision if r else "") or (st.latest_ready if st.mode == ks.KNATIVE else ""),
             "storage_uri": self.storage_uri,
             "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag} for t in st.traffic],
             "url": st.url,
@@ -502,8 +569,6 @@ class KServeRolloutOperator(BaseOperator):
 
     # ----- helpers ---------------------------------------------------------------------------------
     def _smoke(self, url: str) -> list[str]:
-        from kfp_bridge.utils import smoke
-
         spec = self.smoke_test
         if spec is None:
             return []
@@ -512,31 +577,27 @@ class KServeRolloutOperator(BaseOperator):
                 return [] if spec(url) is not False else [f"the smoke test callable returned False for {url}"]
             except Exception as exc:
                 return [f"{type(exc).__name__}: {exc}"]
-        import httpx
+        from kfp_bridge.utils.smoke_client import SmokeClient
 
-        target = f"{url.rstrip('/')}/{smoke.request_path(spec, self.inference_service)}"
-        problems: list[str] = ["no attempt made"]
-        for attempt in range(5):
-            try:
-                resp = httpx.post(target, json=spec["payload"], timeout=float(spec.get("timeout", 10)))
-            except httpx.HTTPError as exc:
-                problems = [f"request to {target} failed: {type(exc).__name__}: {exc}"]
-            else:
-                try:
-                    body: Any = resp.json()
-                except ValueError:
-                    body = resp.text
-                problems = smoke.check_response(spec, resp.status_code, body)
-                if resp.status_code not in (502, 503):
-                    break
-            if attempt < 4:
-                time.sleep(1.0)
-        self.log.info("Smoke test against %s: %s", target, "passed" if not problems else problems)
-        return problems
+        r = self._rollout
+        assert r is not None
+        return SmokeClient(ingress_address=self._ingress, log=self.log).run(spec, url, r.name, r.namespace)
+
+    def _saved(self) -> ro.Rollout | None:
+        saved = self._store.get(STATE_KEY) if self._store is not None else None
+        if not isinstance(saved, dict) or saved.get("name") != self.inference_service:
+            return None
+        try:
+            return ro.Rollout.from_json(saved)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise KServeRolloutError(
+                f"the saved rollout state in task_state_store[{STATE_KEY!r}] cannot be read ({exc}); "
+                "check the InferenceService by hand, then clear the task's state"
+            ) from None
 
     def _save(self) -> None:
         if self._store is not None and self._rollout is not None:
-            self._store.set(STATE_KEY, {k: v for k, v in self._rollout.items() if k != "first_patch"})
+            self._store.set(STATE_KEY, self._rollout.to_json())
 
     def _get_hook(self) -> KServeHook:
         if self._hook is None:
@@ -554,35 +615,9 @@ class KServeRolloutOperator(BaseOperator):
         return self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
 
 
-def rollback_patch(rollout: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
-    """Merge patch restoring the previous predictor; Knative keeps it pinned (canary 0) until released."""
-    target = copy.deepcopy(rollout["previous_predictor"])
-    if rollout["mode"] == ks.KNATIVE:
-        target["canaryTrafficPercent"] = 0
-    predictor = (current.get("spec") or {}).get("predictor") or {}
-    return {"spec": {"predictor": ks.merge_patch_to(predictor, target)}}
-
-
-def restore_condition(rollout: dict[str, Any]) -> dict[str, Any]:
-    """What "the previous spec is back" means: Knative, the restored revision ready at 0% (pinned)."""
-    if rollout["mode"] == ks.KNATIVE:
-        return {"kind": "canary", "percent": 0, "previous": rollout["previous_revision"]}
-    return {"kind": "standard"}
-
-
-def _outcome(verdict: ks.Verdict, obj: dict[str, Any]) -> tuple[str, Any] | None:
-    """A wait's outcome from its verdict: ("failed", reason), ("done", object), or None while open."""
+def _outcome(verdict: ro.Verdict, snap: ro.Snapshot) -> Outcome | None:
+    """A wait's outcome from its verdict, or None while the condition is open."""
     if verdict.failure is not None:
-        return "failed", verdict.failure
-    return ("done", obj) if verdict.done else None
+        return False, verdict.failure, snap
+    return (True, "", snap) if verdict.done else None
 
-
-def _describe(phase: str, r: dict[str, Any]) -> str:
-    return {
-        "rollout": f"rolling out {r['target_uri']}"
-        + (f" as a {r['percent']}% canary" if r.get("canary") else " directly"),
-        "promote": f"promoting {r.get('new_revision')} to 100%",
-        "rollback_pin": f"pinning {r['previous_revision']} to 100% (canaryTrafficPercent: 0)",
-        "rollback_restore": f"restoring the previous spec ({r['previous_uri']})",
-        "rollback_release": "releasing the pin on the restored spec",
-    }.get(phase, phase)

@@ -1,8 +1,7 @@
 """KServeRolloutTrigger: one rollout wait (a watch, not polling) in the triggerer.
 
-It carries only JSON: the wait condition (see :func:`kfp_bridge.utils.kserve_status.evaluate`) and
-the rollout state, which it hands back in the event so ``execute_complete`` continues the state
-machine. Same event shape as the polling triggers: ``status`` success|failed|error|timeout and
+It carries only JSON: the wait condition and the rollout (see :mod:`kfp_bridge.utils.rollout`), which
+it hands back in the event so ``execute_complete`` continues the state machine. Same event shape as the polling triggers: ``status`` success|failed|error|timeout and
 ``message``. Killing a deferred task does not call the operator's ``on_kill`` (apache/airflow#36090),
 so :meth:`on_kill` rolls an unfinished rollout back itself.
 """
@@ -17,7 +16,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from kfp_bridge.triggers.base import keep_cancellation
-from kfp_bridge.utils import kserve_status as ks
+from kfp_bridge.utils import rollout as ro
 
 ON_KILL_WAIT_S = 20.0  # of the triggerer's 30 s on_kill budget
 # A wait that ends this soon after the deferral is handed back only this long after it: Airflow
@@ -77,25 +76,27 @@ class KServeRolloutTrigger(BaseTrigger):
         return self._kserve_hook
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        verdict = ks.Verdict()
+        rollout = ro.Rollout.from_json(self.rollout)
+        condition = ro.condition_from_json(self.condition, self.name)
+        verdict = ro.Verdict()
         last: list[Any] = [None]
 
-        def done(obj: dict[str, Any]) -> bool:
+        def done(snap: ro.Snapshot) -> bool:
             nonlocal verdict
-            st = ks.IsvcStatus.from_object(obj)
+            line = ro.progress_line(snap)
             if last[0] is None:
                 # Logged once the connection is read and the object fetched.
                 self.log.info(
                     "Trigger watching %s/%s (phase %s) until %s",
                     self.namespace,
                     self.name,
-                    self.rollout.get("phase"),
+                    rollout.phase.value,
                     self.condition,
                 )
-            if st.progress_key() != last[0]:
-                last[0] = st.progress_key()
-                self.log.info(st.progress_line())
-            verdict = ks.evaluate(self.condition, st)
+            if line != last[0]:
+                last[0] = line
+                self.log.info(line)
+            verdict = ro.evaluate(condition, snap)
             return verdict.final
 
         left = (self.deadline - time.time()) if self.deadline is not None else 10 * 365 * 86400.0
@@ -103,7 +104,9 @@ class KServeRolloutTrigger(BaseTrigger):
             # Read the connection where a kill is not swallowed (see keep_cancellation); the hook
             # keeps the extras, so the watch and on_kill do not read it again.
             await keep_cancellation(self._hook().get_conn_extras())
-            obj = await self._hook().wait_isvc(self.name, self.namespace, done, max(left, 0.0))
+            snap = await self._hook().wait_rollout(
+                self.name, self.namespace, not rollout.knative, done, max(left, 0.0)
+            )
         except asyncio.CancelledError:
             raise
         except TimeoutError as exc:
@@ -113,16 +116,19 @@ class KServeRolloutTrigger(BaseTrigger):
             return
         except Exception as exc:
             self.log.exception("KServe trigger failed")
-            yield TriggerEvent(
-                {"status": "error", "message": f"{type(exc).__name__}: {exc}", "rollout": self.rollout}
-            )
+            yield TriggerEvent({"status": "error", "message": ro.api_error(exc), "rollout": self.rollout})
             return
         await self._settle()
         if verdict.failure is not None:
             yield TriggerEvent({"status": "failed", "message": verdict.failure, "rollout": self.rollout})
             return
         yield TriggerEvent(
-            {"status": "success", "message": "condition reached", "rollout": self.rollout, "object": obj}
+            {
+                "status": "success",
+                "message": "condition reached",
+                "rollout": self.rollout,
+                "object": snap.isvc_object,
+            }
         )
 
     async def _settle(self) -> None:
@@ -140,45 +146,41 @@ class KServeRolloutTrigger(BaseTrigger):
         the triggerer calls this instead and allows it ``[triggerer] on_kill_timeout`` (30 s), so
         after the one rollback patch it waits briefly to log that the previous revision holds 100%.
         """
-        from kfp_bridge.operators.kserve import _UNFINISHED, rollback_patch
-
-        r = self.rollout
-        if r.get("phase") not in _UNFINISHED:
+        r = ro.Rollout.from_json(self.rollout)
+        if not r.phase.unfinished:
             return
         hook = self._hook()
         try:
             current = await hook.get_isvc(self.name, self.namespace)
-            obj = await hook.patch_isvc(self.name, self.namespace, rollback_patch(r, current))
+            await hook.patch_isvc(self.name, self.namespace, ro.rollback_patch(r, current))
             self.log.warning(
                 "Task killed during the rollout of %s/%s (phase %s): restored %s",
                 self.namespace,
                 self.name,
-                r["phase"],
-                r.get("previous_uri"),
+                r.phase.value,
+                r.previous_uri,
             )
         except Exception:
             self.log.exception("Could not roll back %s/%s on kill", self.namespace, self.name)
             return
-        if r.get("mode") != ks.KNATIVE:
+        if not r.knative:
             return
-        pinned = {
-            "kind": "pinned",
-            "previous": r["previous_revision"],
-            "generation": obj["metadata"]["generation"],
-        }
+        pinned = ro.Serving(r.previous_revision)
         try:
-            done = await hook.wait_isvc(
+            snap = await hook.wait_rollout(
                 self.name,
                 self.namespace,
-                lambda o: ks.evaluate(pinned, ks.IsvcStatus.from_object(o)).final,
+                False,
+                lambda s: ro.evaluate(pinned, s).final,
                 ON_KILL_WAIT_S,
             )
-            self.log.warning("Rolled back on kill: %s", ks.IsvcStatus.from_object(done).progress_line())
+            self.log.warning("Rolled back on kill: %s", ro.progress_line(snap))
         except Exception:
             self.log.exception(
                 "The rollback patch of %s/%s went out, but %s did not get 100%% within %ss",
                 self.namespace,
                 self.name,
-                r["previous_revision"],
+                r.previous_revision,
                 ON_KILL_WAIT_S,
             )
+

@@ -20,7 +20,8 @@ before the patch (:class:`NewRevision`), Standard mode for the predictor Deploym
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, replace
+import json
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -84,6 +85,7 @@ class Snapshot:
     isvc: IsvcStatus
     deployment: DeploymentStatus | None = None
     pods: tuple[dict[str, Any], ...] = ()
+    isvc_object: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -447,3 +449,17 @@ def describe(rollout: Rollout, phase: Phase) -> str:
         Phase.ROLLBACK_RESTORE: f"restoring the previous spec ({rollout.previous_uri})",
         Phase.ROLLBACK_RELEASE: "releasing the pin on the restored spec",
     }.get(phase, phase.value)
+
+
+def api_error(exc: BaseException) -> str:
+    """A short text for an API error (status, reason, the Status message), never its headers."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status > 0:
+        message = ""
+        try:
+            message = json.loads(getattr(exc, "body", "") or "{}").get("message", "")
+        except (ValueError, AttributeError, TypeError):
+            pass
+        text = f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
+        return f"{text}: {message}" if message else text
+    return f"{type(exc).__name__}: {exc}"
