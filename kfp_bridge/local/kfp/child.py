@@ -163,6 +163,13 @@ def _cross_run_hit(kw: dict[str, Any]) -> Any:
     return local_cache.get(key)
 
 
+def _takes_final_status(component: Any) -> bool:
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    final = pipeline_spec_pb2.ParameterType.TASK_FINAL_STATUS
+    return any(p.parameter_type == final for p in component.input_definitions.parameters.values())
+
+
 def install_hooks(events: EventLog, cache: RetryCache, attempt: int, logs_dir: Path | None = None) -> None:
     from kfp.local import executor_input_utils, status, subprocess_task_handler
     from kfp.local.orchestrator import enhanced_dag_orchestrator as enhanced
@@ -179,6 +186,13 @@ def install_hooks(events: EventLog, cache: RetryCache, attempt: int, logs_dir: P
 
     def execute_single_task(**kw: Any) -> Any:
         path = (*_scope.get(), kw["task_name"])
+        if _takes_final_status(kw["components"][kw["task_spec"].component_ref.name]):
+            # On KFP the status carries the run's own resource name, so an exit task never hits the
+            # cache; kfp.local's status is the same in every run, so keep such tasks out of it.
+            task_spec = type(kw["task_spec"])()
+            task_spec.CopyFrom(kw["task_spec"])
+            task_spec.caching_options.enable_cache = False
+            kw = {**kw, "task_spec": task_spec}
         key = cache.key(path, kw["task_spec"], kw["components"], kw["executors"], kw["io_store"])
         cached = cache.get(key)
         if cached is None:

@@ -14,42 +14,42 @@ def _run() -> dict:
     return doc
 
 
-def test_events_build_nested_tasks_with_stable_ids():
+def test_events_become_steps_and_the_run_carries_no_error_text():
+    """Steps are private; KFP 2.17 puts no error on a run or its tasks (api_converter.go toApiRun,
+    toApiPipelineTaskDetail), so the old per-task ``error``/``parent_task_id`` are gone (fidelity K3/K4)."""
     doc = _run()
     progress.apply_event(doc, {"type": "task_started", "path": "train", "time": 2.0})
     progress.apply_event(doc, {"type": "task_started", "path": "train/step", "time": 2.5})
     progress.apply_event(doc, {"type": "task_finished", "path": "train/step", "state": "FAILED",
                                "error": "ValueError: bad", "time": 3.0})
-    progress.apply_event(doc, {"type": "task_finished", "path": "train", "state": "FAILED", "error": "inner",
-                               "children": ["step", "other"], "time": 3.0})
-    tasks = {t["_path"]: t for t in doc["task_details"]}
-    assert tasks["train/step"]["parent_task_id"] == tasks["train"]["task_id"] == progress.task_id("r1", "train")
-    assert tasks["train/step"]["error"] == {"code": 2, "message": "ValueError: bad"}
-    assert tasks["train/other"]["state"] == "SKIPPED"  # never started inside a finished DAG
+    assert doc["_steps"]["train/step"] == {"state": "FAILED", "start": 2.5, "end": 3.0, "attempt": 1}
     progress.finish(doc, "FAILED", 4.0, "step failed")
-    assert tasks["deploy"]["state"] == "SKIPPED"  # never reached before the run failed
-    assert doc["state"] == "FAILED" and doc["error"]["message"] == "step failed" and doc["finished_at"] == 4.0
-    assert progress.failure_summary(doc) == "task 'train/step' failed: ValueError: bad"
+    assert doc["_steps"]["train"]["state"] == "FAILED"  # still running when the run stopped
+    assert doc["state"] == "FAILED" and "error" not in doc and doc["finished_at"] == 4.0
+    assert doc["_message"] == "step failed"
+    assert progress.failed_steps(doc) == ["train/step"]
+    assert "error" not in render_run(doc, None)
 
 
-def test_retry_resets_only_unsuccessful_tasks_and_reopens_the_run():
+def test_retry_keeps_only_succeeded_steps_and_reopens_the_run():
     doc = _run()
     for path, state in (("train", "SUCCEEDED"), ("deploy", "FAILED")):
         progress.apply_event(doc, {"type": "task_started", "path": path, "time": 2.0})
         progress.apply_event(doc, {"type": "task_finished", "path": path, "state": state, "error": "x", "time": 3.0})
     progress.finish(doc, "FAILED", 4.0, "deploy failed")
     progress.reset_for_retry(doc, 5.0)
-    states = {t["_path"]: t["state"] for t in doc["task_details"]}
-    assert states == {"train": "SUCCEEDED", "deploy": "PENDING"}
-    assert doc["state"] == "RUNNING" and "error" not in doc and doc["_attempt"] == 2
-    # A cache hit on retry leaves the succeeded task untouched.
-    before = [dict(t) for t in doc["task_details"] if t["_path"] == "train"]
+    assert set(doc["_steps"]) == {"train"}
+    assert doc["state"] == "RUNNING" and "_message" not in doc and doc["_attempt"] == 2
+    # A retry-cache hit leaves the succeeded step untouched (Argo keeps succeeded nodes).
+    before = dict(doc["_steps"]["train"])
     progress.apply_event(doc, {"type": "task_finished", "path": "train", "state": "SUCCEEDED", "cached": True, "time": 6})
-    assert [t for t in doc["task_details"] if t["_path"] == "train"] == before
+    assert doc["_steps"]["train"] == before
+    # A cross-run cache hit on a step that never ran in this run is marked cached.
+    progress.apply_event(doc, {"type": "task_finished", "path": "deploy", "state": "SUCCEEDED", "cached": True, "time": 6})
+    assert doc["_steps"]["deploy"]["cached"] is True
     wire = render_run(doc, {"pipelineInfo": {"name": "p"}})
     assert wire["finished_at"] == "1970-01-01T00:00:00Z"
     assert [s["state"] for s in wire["state_history"]] == ["PENDING", "FAILED", "RUNNING"]
-    assert all("_path" not in t for t in wire["run_details"]["task_details"])
 
 
 def test_error_line_prefers_the_traceback_exception():
