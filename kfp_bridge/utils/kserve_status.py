@@ -99,10 +99,6 @@ class IsvcStatus:
         )
 
     # ---- predicates -----------------------------------------------------------------------
-    @property
-    def generation_observed(self) -> bool:
-        return self.generation > 0 and self.observed_generation >= self.generation
-
     def condition(self, type_: str) -> str:
         return self.conditions.get(type_, ("", "", ""))[0]
 

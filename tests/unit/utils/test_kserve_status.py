@@ -34,7 +34,7 @@ CANARY = [("r2", 20, True, "latest"), ("r1", 80, False, "prev")]
 
 def test_parse_and_share():
     st = ks.IsvcStatus.from_object(_obj(traffic=CANARY))
-    assert st.generation_observed and st.is_ready and st.mode == ks.KNATIVE
+    assert st.is_ready and st.mode == ks.KNATIVE
     assert (st.share("r2"), st.share("r1"), st.share("r9")) == (20, 80, 0)
     assert st.sole_revision() is None
     assert st.tag_url("latest") == "http://latest" and st.tag_url("nope") == ""
@@ -60,38 +60,27 @@ def test_deployment_mode(obj, expected):
     assert ks.deployment_mode(obj) == expected
 
 
-def test_canary_condition():
-    cond = {"kind": "canary", "percent": 20, "previous": "r1", "generation": 2}
-    assert ks.evaluate(cond, ks.IsvcStatus.from_object(_obj(traffic=CANARY))).done
-    # generation not yet observed: Ready=True means nothing
-    assert not ks.evaluate(cond, ks.IsvcStatus.from_object(_obj(observed=1, traffic=CANARY))).final
-    # new revision created but not ready: Knative still sends the share to r1
-    loading = _obj(created="r2", ready="r1", traffic=[("r1", 20, True, "latest"), ("r1", 80, False, "prev")])
-    assert not ks.evaluate(cond, ks.IsvcStatus.from_object(loading)).final
+def test_spec_failure_reads_model_status_and_predictor_ready():
+    invalid = _obj(model="InvalidSpec", failure={"reason": "NoSupportingRuntime", "message": "no runtime"})
+    assert ks.IsvcStatus.from_object(invalid).spec_failure() == "NoSupportingRuntime: no runtime"
+    load = _obj(conditions=[{"type": "PredictorReady", "status": "False", "reason": "RevisionFailed"}])
+    assert ks.IsvcStatus.from_object(load).spec_failure() is None  # a load failure, judged per revision
+    assert ks.IsvcStatus.from_object(_obj()).spec_failure() is None
 
 
-def test_failed_load_reports_the_load_error():
-    failed = _obj(created="r2", ready="r1", model="BlockedByFailedLoad",
-                  failure={"reason": "ModelLoadFailed", "message": "cannot unpickle", "modelRevisionName": "r2"},
-                  traffic=[("r1", 100, True, None)])
-    verdict = ks.evaluate({"kind": "canary", "percent": 20, "previous": "r1", "generation": 2},
-                          ks.IsvcStatus.from_object(failed))
-    assert verdict.failure == "ModelLoadFailed: cannot unpickle"
+def test_failing_pod_ignores_old_pods_and_running_ones():
+    def pod(name, labels, waiting=None, init=False):
+        cs = [{"name": "storage-initializer" if init else "kserve-container",
+               "state": {"waiting": {"reason": waiting}} if waiting else {"running": {}}}]
+        key = "initContainerStatuses" if init else "containerStatuses"
+        return {"metadata": {"name": name, "labels": labels}, "status": {key: cs}}
 
-
-def test_sole_pinned_and_standard_conditions():
-    promoted = ks.IsvcStatus.from_object(_obj(traffic=[("r2", 100, True, None)]))
-    assert ks.evaluate({"kind": "sole", "previous": "r1", "generation": 2}, promoted).done
-    assert not ks.evaluate({"kind": "sole", "previous": "r2", "generation": 2}, promoted).done
-    assert ks.evaluate({"kind": "sole", "previous": "r2", "allow_previous": True, "generation": 2}, promoted).done
-    pinned = ks.IsvcStatus.from_object(_obj(traffic=[("r2", 0, True, "latest"), ("r1", 100, False, "prev")]))
-    assert ks.evaluate({"kind": "pinned", "previous": "r1", "generation": 2}, pinned).done
-    loading = ks.IsvcStatus.from_object(_obj(model="InProgress", annotations={ks.MODE_ANNOTATION: "Standard"}))
-    assert not ks.evaluate({"kind": "standard", "generation": 2}, loading).final
-    blocked = ks.IsvcStatus.from_object(_obj(model="BlockedByFailedLoad", failure={"message": "bad bytes"}))
-    assert "bad bytes" in ks.evaluate({"kind": "standard", "generation": 2}, blocked).failure
-    with pytest.raises(ValueError, match="unknown wait condition"):
-        ks.evaluate({"kind": "nope"}, promoted)
+    pods = [pod("a", {"pod-template-hash": "old"}, "CrashLoopBackOff"), pod("b", {"pod-template-hash": "new"})]
+    assert ks.failing_pod(pods, {"old"}) is None
+    pods.append(pod("c", {}, "ImagePullBackOff", init=True))  # no hash label: the name tells
+    assert "new pod c container 'storage-initializer' is in ImagePullBackOff" in ks.failing_pod(pods, {"old"})
+    assert ks.failing_pod(pods, {"old", "c"}) is None
+    assert ks.pod_key({"metadata": {"name": "x"}}) == "x"
 
 
 @pytest.mark.parametrize("uri", ["file:///m/v1", "/m/v1", "s3://b/m", "gs://b/m", "pvc://claim/m", "https://h/m.joblib"])
