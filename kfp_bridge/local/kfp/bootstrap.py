@@ -209,7 +209,7 @@ class Environments:
         label = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(n for n in names if n))[:40].strip("-.")
         return f"{label}-{digest}" if label else digest
 
-    def ensure(self, installs: list[PipInstall]) -> tuple[Path, bool, float]:
+    def ensure(self, installs: list[PipInstall], run_id: str = "") -> tuple[Path, bool, float]:
         """The venv's python for ``installs``, whether this call created it, and the seconds it took."""
         started = time.monotonic()
         env = self.root / self.key(installs)
@@ -232,7 +232,8 @@ class Environments:
                         "created_at": time.time(), "create_seconds": round(time.monotonic() - started, 3)})
         seconds = time.monotonic() - started
         with open(env / USES_FILE, "a", encoding="utf-8") as uses:
-            uses.write(json.dumps({"at": time.time(), "created": created, "seconds": round(seconds, 3)}) + "\n")
+            use = {"at": time.time(), "run_id": run_id, "created": created, "seconds": round(seconds, 3)}
+            uses.write(json.dumps(use) + "\n")
         return env / "bin" / "python", created, seconds
 
     def _create(self, env: Path, installs: list[PipInstall]) -> None:
@@ -269,13 +270,13 @@ class Environments:
 
 
 @contextlib.contextmanager
-def task_python(shims_root: Path, venvs_root: Path) -> Iterator[str]:
+def task_python(shims_root: Path, venvs_root: Path, run_id: str = "") -> Iterator[str]:
     """A ``python3`` shim for one component process; removed when the process is done."""
     shim = Path(shims_root) / uuid.uuid4().hex[:12]
     shim.mkdir(parents=True)
     try:
         (shim / "task.json").write_text(json.dumps({"venvs": str(venvs_root), "python": sys.executable,
-                                                    "installs": []}))
+                                                    "run_id": run_id, "installs": []}))
         (shim / "interpreter").write_text(sys.executable)
         script = shim / "python3"
         q = shlex.quote
@@ -307,7 +308,7 @@ def pip_install(shim: Path, args: list[str]) -> int:
     environments = Environments(Path(task["venvs"]), task["python"], find_uv())
     what = " ".join(wanted) or " ".join(install.options)
     try:
-        python, created, seconds = environments.ensure(installs)
+        python, created, seconds = environments.ensure(installs, task.get("run_id", ""))
     except InstallFailed as exc:
         print(f"{PREFIX} could not install {what}: {exc} (the installer's message is above)", file=sys.stderr)
         return exc.code or 1
@@ -353,6 +354,34 @@ def container_needs(full_command: list[str], image: str) -> str | None:
             "pipeline on a KFP cluster, or locally with kfp.local.DockerRunner where Docker runs.")
 
 
+def _protojson_numbers(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, list):
+        return [_protojson_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _protojson_numbers(v) for k, v in value.items()}
+    return value
+
+
+def as_launcher_writes_it(full_command: list[str]) -> list[str]:
+    """The ``--executor_input`` JSON with numbers as KFP's launcher writes them.
+
+    The launcher substitutes ``protojson.Marshal(executorInput)`` (backend/src/v2/component/
+    launcher_v2.go): a whole double inside a struct/list value is written ``9``, not ``9.0`` as
+    kfp.local's Python json_format does, so a collected ``list`` of ints reaches the component as
+    ints. (kfp/dsl/executor.py relaxes float returns to accept ints for the same reason.)
+    """
+    command = list(full_command)
+    for i, part in enumerate(command[:-1]):
+        if part == "--executor_input":
+            try:
+                command[i + 1] = json.dumps(_protojson_numbers(json.loads(command[i + 1])))
+            except ValueError:
+                pass  # not JSON: leave it to the executor's own error
+    return command
+
+
 class ComponentTaskHandler:
     """kfp.local's SubprocessTaskHandler (same constructor and ``run``) with the pip bootstrap served here.
 
@@ -380,8 +409,9 @@ class ComponentTaskHandler:
             # Printed by the step's own process, so the message is in the step's log like any failure.
             code = run_process(["sh", "-c", 'printf "%s\\n" "$0" >&2; exit 1', needs], self.env_vars)
         else:
-            with task_python(self.shims_root, self.venvs_root) as python3:
-                command = subprocess_task_handler.replace_python_executable(self.full_command, python3)
+            with task_python(self.shims_root, self.venvs_root, self.shims_root.parent.name) as python3:
+                command = subprocess_task_handler.replace_python_executable(
+                    as_launcher_writes_it(self.full_command), python3)
                 code = run_process(command, self.env_vars)
         return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
 
