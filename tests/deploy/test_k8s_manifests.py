@@ -30,6 +30,8 @@ from tests.deploy.manifests import (
 
 TOKEN_DIR = "/var/run/secrets/kubeflow/pipelines"
 SA_NAME = "airflow-kfp-bridge"
+ONCALL_SA_NAME = "airflow-kfp-bridge-oncall"  # the api-server's identity (on-call plugin)
+CHART_VERSION = "1.22.0"
 
 
 def _by_kind(kind: str) -> list[dict]:
@@ -43,7 +45,7 @@ def _projected_token(volume: dict) -> dict:
 
 def test_deploy_holds_the_expected_manifests():
     kinds = sorted(doc["kind"] for _, doc in all_resources())
-    assert kinds == ["Pod", "PodDefault", "Role", "RoleBinding", "RoleBinding", "ServiceAccount"], kinds
+    assert kinds == ["Pod", "PodDefault", "Role", "RoleBinding", "RoleBinding", "ServiceAccount", "ServiceAccount"], kinds
 
 
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -99,12 +101,22 @@ def test_poddefault_is_parametrized_by_namespace():
         string.Template(path.read_text()).substitute({})
 
 
+def test_service_accounts_mount_the_kubernetes_token_only_where_it_is_used():
+    accounts = {sa["metadata"]["name"]: sa for sa in _by_kind("ServiceAccount")}
+    assert set(accounts) == {SA_NAME, ONCALL_SA_NAME}
+    for sa in accounts.values():
+        assert sa["metadata"]["namespace"] == PLACEHOLDERS["AIRFLOW_NAMESPACE"]
+    # Workers and triggerer: the in-cluster KServe connection needs the API token.
+    assert accounts[SA_NAME]["automountServiceAccountToken"] is True
+    # The api-server (on-call plugin) talks to KFP with the projected token and to nothing else.
+    assert accounts[ONCALL_SA_NAME]["automountServiceAccountToken"] is False
+
+
 def test_worker_pod_example_uses_the_service_account_and_projected_token():
-    (sa,) = _by_kind("ServiceAccount")
     (pod,) = _by_kind("Pod")
-    assert sa["metadata"]["name"] == SA_NAME and sa["metadata"]["namespace"] == PLACEHOLDERS["AIRFLOW_NAMESPACE"]
     spec = pod["spec"]
     assert spec["serviceAccountName"] == SA_NAME
+    assert spec["automountServiceAccountToken"] is False, "the check talks to KFP only"
     (volume,) = spec["volumes"]
     assert _projected_token(volume) == {"path": "token", "expirationSeconds": 7200, "audience": "pipelines.kubeflow.org"}
     (container,) = spec["containers"]
@@ -123,20 +135,30 @@ def test_kfp_profile_binding_grants_kubeflow_edit_to_the_airflow_identity():
     assert kfp["metadata"]["annotations"] == {"role": "edit", "user": user}
 
 
-def test_helm_values_mount_the_token_into_workers_and_triggerer():
+def test_helm_values_mount_the_token_into_workers_triggerer_and_api_server():
     values = yaml.safe_load((DEPLOY / "helm" / "values-airflow.yaml").read_text())
     volume_schema = k8s_definition_validator("io.k8s.api.core.v1.Volume")
     mount_schema = k8s_definition_validator("io.k8s.api.core.v1.VolumeMount")
     env_schema = k8s_definition_validator("io.k8s.api.core.v1.EnvVar")
-    for component in ("workers", "triggerer"):
+    identities = {"workers": SA_NAME, "triggerer": SA_NAME, "apiServer": ONCALL_SA_NAME}
+    for component, name in identities.items():
         section = values[component]
-        assert section["serviceAccount"] == {"create": False, "name": SA_NAME}, component
+        assert {k: v for k, v in section["serviceAccount"].items() if k != "automountServiceAccountToken"} == {
+            "create": False,
+            "name": name,
+        }, component
         (volume,) = section["extraVolumes"]
         (mount,) = section["extraVolumeMounts"]
         volume_schema.validate(volume)
         mount_schema.validate(mount)
         assert _projected_token(volume) == {"path": "token", "expirationSeconds": 7200, "audience": "pipelines.kubeflow.org"}
         assert mount == {"name": volume["name"], "mountPath": TOKEN_DIR, "readOnly": True}
+    # The chart sets automountServiceAccountToken on the pod too (default true), which overrides the
+    # ServiceAccount's false: the api-server's must be false here as well.
+    assert values["apiServer"]["serviceAccount"]["automountServiceAccountToken"] is False
+    assert values["apiServer"]["allowPodLogReading"] is False
+    for component in ("workers", "triggerer"):
+        assert values[component]["serviceAccount"].get("automountServiceAccountToken", True) is True
     env = {item["name"]: item for item in values["env"]}
     for item in env.values():
         env_schema.validate(item)
@@ -147,4 +169,14 @@ def test_helm_values_mount_the_token_into_workers_and_triggerer():
     kube_conn = yaml.safe_load(env["AIRFLOW_CONN_KUBERNETES_DEFAULT"]["value"])
     assert kube_conn["extra"]["in_cluster"] is True
     # Keys the official chart accepts at the top level (values.schema.json is 650 kB; not vendored).
-    assert set(values) <= {"images", "env", "workers", "triggerer"}
+    assert set(values) <= {"images", "airflowVersion", "env", "workers", "triggerer", "apiServer"}
+    dockerfile = (DEPLOY.parent / "Dockerfile").read_text()
+    assert f"apache/airflow:{values['airflowVersion']}-python3.11" in dockerfile
+
+
+def test_chart_version_is_pinned_where_the_chart_is_installed():
+    for path in (DEPLOY / "helm" / "values-airflow.yaml", DEPLOY.parent / "docs" / "deployment.md"):
+        commands = [line for line in path.read_text().splitlines() if "helm upgrade --install" in line]
+        assert commands, path
+        for command in commands:
+            assert f"--version {CHART_VERSION}" in command, f"{path}: {command.strip()}"
