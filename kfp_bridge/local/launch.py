@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -24,10 +26,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 @dataclass
 class StandIn:
+    """A running stand-in. For ``kube``: ``url`` is the HTTPS API (verify with ``ca_file``) and
+    ``ingress_url`` the plain-HTTP ingress that routes InferenceService host names."""
+
     name: str
     url: str
     process: subprocess.Popen
     log_file: Path
+    ca_file: Path | None = None
+    ingress_url: str | None = None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -36,14 +43,38 @@ class StandIn:
             return ""
 
 
-def _wait_ready(stand_in: StandIn, probe_path: str, token: str | None, timeout: float) -> None:
+def _kube_endpoints(state_dir: Path) -> tuple[str, str] | None:
+    """(API URL, ingress URL) once the kube stand-in has written them (it does when listening)."""
+    try:
+        import yaml
+
+        server = yaml.safe_load((state_dir / "kubeconfig").read_text())["clusters"][0]["cluster"]["server"]
+        ingress = json.loads((state_dir / "ingress.json").read_text())["url"]
+        return server, ingress
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _wait_ready(
+    stand_in: StandIn, probe_path: str, token: str | None, timeout: float, state_dir: Path | None = None
+) -> None:
     headers = {"authorization": f"Bearer {token}"} if token else {}
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if stand_in.process.poll() is not None:
             raise RuntimeError(f"{stand_in.name} stand-in exited early:\n{stand_in.log_tail()}")
+        if state_dir is not None and stand_in.ca_file is None:
+            endpoints = _kube_endpoints(state_dir)
+            if endpoints is None:
+                time.sleep(0.2)
+                continue
+            stand_in.url, stand_in.ingress_url = endpoints
+            stand_in.ca_file = state_dir / "pki" / "ca.crt"
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(stand_in.ca_file)) if stand_in.ca_file else True
+        )
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(stand_in.url + probe_path, headers=headers, timeout=2).status_code == 200:
+            if httpx.get(stand_in.url + probe_path, headers=headers, timeout=2, verify=verify).status_code == 200:
                 return
         time.sleep(0.2)
     raise TimeoutError(f"{stand_in.name} stand-in did not answer within {timeout:.0f}s:\n{stand_in.log_tail()}")
@@ -75,7 +106,12 @@ def run_stand_in(
     stand_in = StandIn(service, f"http://{host}:{port}", process, log_file)
     try:
         token = token_file.read_text().strip() if token_file else None
-        _wait_ready(stand_in, "/apis/v2beta1/healthz" if service == "kfp" else "/version", token, timeout)
+        if service == "kfp":
+            _wait_ready(stand_in, "/apis/v2beta1/healthz", token, timeout)
+        else:
+            for stale in ("kubeconfig", "ingress.json"):
+                (state_dir / stale).unlink(missing_ok=True)  # from a previous run: wait for fresh ones
+            _wait_ready(stand_in, "/version", token, timeout, state_dir=state_dir)
         yield stand_in
     finally:
         _stop(process)

@@ -25,7 +25,7 @@ def build_router(store: Store, controller: Controller, counts: Counter) -> APIRo
     async def stats() -> dict[str, Any]:
         return {
             "requests": dict(counts),
-            "watchesOpen": len(store.watchers),
+            "watchesOpen": len(store.all_watchers()),
             "resourceVersion": str(store.rv),
             "compactedResourceVersion": str(store.compacted_rv),
             "servedByRevision": dict(controller.served),
@@ -41,7 +41,7 @@ def build_router(store: Store, controller: Controller, counts: Counter) -> APIRo
     @router.post("/drop-watches")
     async def drop_watches(mode: str = "end") -> dict[str, Any]:
         sentinel = api.ABORT if mode == "abort" else api.DROP
-        watchers = list(store.watchers)
+        watchers = store.all_watchers()
         for queue in watchers:
             queue.put_nowait(sentinel)
         return {"dropped": len(watchers), "mode": "abort" if sentinel is api.ABORT else "end"}

@@ -1,4 +1,6 @@
-"""Kubernetes API routes for ``serving.kserve.io/v1beta1`` InferenceServices (contracts D.1–D.5)."""
+"""Kubernetes API routes (contracts D.1–D.5): ``serving.kserve.io/v1beta1`` InferenceServices
+(read-write), the Standard-mode ``apps/v1`` Deployments and ``v1`` Pods (read-only: get, list,
+watch, ``pods/log``), discovery and a minimal OpenAPI for ``kubectl``."""
 
 from __future__ import annotations
 
@@ -10,16 +12,18 @@ from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
-from kfp_bridge.local.kube import errors, filtering, patching
-from kfp_bridge.local.kube.store import API_VERSION, KIND, Store
+from kfp_bridge.local.kube import errors, filtering, openapi, patching
+from kfp_bridge.local.kube.store import API_VERSION, KIND, DerivedObjects, Store
 
 GROUP, VERSION, PLURAL = "serving.kserve.io", "v1beta1", "inferenceservices"
 GROUP_VERSION = f"{GROUP}/{VERSION}"
 DEFAULT_WATCH_TIMEOUT_S = 1800  # the apiserver's --min-request-timeout
-BOOKMARK_INTERVAL_S = 1.0
+# The watch cache sends a bookmark about once a minute (cacher.go: bookmarkFrequency = time.Minute).
+BOOKMARK_INTERVAL_S = 60.0
 DROP, ABORT = object(), object()  # sentinels put on watcher queues by admin and shutdown
+Source = Store | DerivedObjects
 
 
 def parse_bool(value: str | None) -> bool:
@@ -64,7 +68,9 @@ def _dry_run(request: Request) -> bool:
     return request.query_params.get("dryRun") == "All"
 
 
-def _list_body(store: Store, items: list[dict[str, Any]], request: Request) -> dict[str, Any]:
+def _list_body(
+    store: Source, items: list[dict[str, Any]], request: Request, kind: str = KIND, api_version: str = API_VERSION
+) -> dict[str, Any]:
     meta: dict[str, Any] = {"resourceVersion": str(store.rv)}
     token = request.query_params.get("continue")
     if token:
@@ -83,14 +89,17 @@ def _list_body(store: Store, items: list[dict[str, Any]], request: Request) -> d
         ).decode()
         meta["remainingItemCount"] = len(items) - limit
         items = items[:limit]
-    return {"apiVersion": API_VERSION, "kind": f"{KIND}List", "metadata": meta, "items": items}
+    return {"apiVersion": api_version, "kind": f"{kind}List", "metadata": meta, "items": items}
 
 
 def _event_line(event_type: str, obj: dict[str, Any]) -> bytes:
     return (json.dumps({"type": event_type, "object": obj}) + "\n").encode()
 
 
-def _watch(store: Store, ns: str | None, request: Request) -> WatchResponse:
+def _watch(
+    store: Source, ns: str | None, request: Request, bookmark_interval_s: float = BOOKMARK_INTERVAL_S,
+    kind: str = KIND, api_version: str = API_VERSION,
+) -> WatchResponse:
     params = request.query_params
     label = filtering.label_selector(params.get("labelSelector"))
     field = filtering.field_selector(params.get("fieldSelector"))
@@ -133,14 +142,14 @@ def _watch(store: Store, ns: str | None, request: Request) -> WatchResponse:
                 yield _event_line(event_type, obj)
             deadline = loop.time() + timeout
             while (remaining := deadline - loop.time()) > 0:
-                wait = min(remaining, BOOKMARK_INTERVAL_S) if bookmarks else remaining
+                wait = min(remaining, bookmark_interval_s) if bookmarks else remaining
                 try:
                     event = await asyncio.wait_for(queue.get(), wait)
                 except TimeoutError:
                     if bookmarks and loop.time() < deadline:
                         bookmark = {
-                            "kind": KIND,
-                            "apiVersion": API_VERSION,
+                            "kind": kind,
+                            "apiVersion": api_version,
                             "metadata": {"resourceVersion": str(store.rv)},
                         }
                         yield _event_line("BOOKMARK", bookmark)
@@ -158,7 +167,59 @@ def _watch(store: Store, ns: str | None, request: Request) -> WatchResponse:
     return WatchResponse(events(), media_type="application/json")
 
 
-def build_router(store: Store) -> APIRouter:
+ISVC_RESOURCES = [
+    {
+        "name": PLURAL,
+        "singularName": "inferenceservice",
+        "namespaced": True,
+        "kind": KIND,
+        "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
+        "shortNames": ["isvc"],
+        "categories": ["all"],
+    },
+    {"name": f"{PLURAL}/status", "singularName": "", "namespaced": True, "kind": KIND, "verbs": ["get", "patch", "update"]},
+]
+APPS_RESOURCES = [
+    {
+        "name": "deployments",
+        "singularName": "deployment",
+        "namespaced": True,
+        "kind": "Deployment",
+        "verbs": ["get", "list", "watch"],
+        "shortNames": ["deploy"],
+        "categories": ["all"],
+    },
+    {"name": "deployments/status", "singularName": "", "namespaced": True, "kind": "Deployment", "verbs": ["get"]},
+]
+CORE_RESOURCES = [
+    {
+        "name": "pods",
+        "singularName": "pod",
+        "namespaced": True,
+        "kind": "Pod",
+        "verbs": ["get", "list", "watch"],
+        "shortNames": ["po"],
+        "categories": ["all"],
+    },
+    {"name": "pods/log", "singularName": "", "namespaced": True, "kind": "Pod", "verbs": ["get"]},
+]
+
+
+def _read_only() -> errors.KubeApiError:
+    return errors.KubeApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource "
+        "(the local stand-in's Deployments and Pods are written by its controller only)",
+    )
+
+
+def build_router(
+    store: Store,
+    *,
+    deployments: DerivedObjects | None = None,
+    pods: Any = None,
+    bookmark_interval_s: float = BOOKMARK_INTERVAL_S,
+) -> APIRouter:
+    """:param pods: a :class:`kfp_bridge.local.kube.pods.PodSource` (controller pods + KFP executor pods)."""
     router = APIRouter()
     base = "/apis/{group}/{version}"
 
@@ -187,50 +248,94 @@ def build_router(store: Store) -> APIRouter:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": host}],
         }
 
-    group_version = {"groupVersion": GROUP_VERSION, "version": VERSION}
-    api_group = {"name": GROUP, "versions": [group_version], "preferredVersion": group_version}
+    @router.get("/api/v1")
+    async def core_resources() -> dict[str, Any]:
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "v1", "resources": CORE_RESOURCES}
+
+    def api_group(name: str, version: str) -> dict[str, Any]:
+        gv = {"groupVersion": f"{name}/{version}", "version": version}
+        return {"name": name, "versions": [gv], "preferredVersion": gv}
+
+    groups_served = [api_group("apps", "v1"), api_group(GROUP, VERSION)]
 
     @router.get("/apis")
     async def groups() -> dict[str, Any]:
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [api_group]}
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups_served}
+
+    @router.get("/apis/apps")
+    async def apps_group() -> dict[str, Any]:
+        return {"kind": "APIGroup", "apiVersion": "v1", **groups_served[0]}
+
+    @router.get("/apis/apps/v1")
+    async def apps_resources() -> dict[str, Any]:
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": APPS_RESOURCES}
 
     @router.get(f"/apis/{GROUP}")
     async def group() -> dict[str, Any]:
-        return {"kind": "APIGroup", "apiVersion": "v1", **api_group}
+        return {"kind": "APIGroup", "apiVersion": "v1", **groups_served[1]}
 
     @router.get(f"/apis/{GROUP_VERSION}")
     async def resources() -> dict[str, Any]:
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": GROUP_VERSION, "resources": ISVC_RESOURCES}
+
+    # ---- OpenAPI v3 (what kubectl's client-side apply and validation fetch) --------------------
+    @router.get("/openapi/v3")
+    async def openapi_root() -> dict[str, Any]:
         return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": GROUP_VERSION,
-            "resources": [
-                {
-                    "name": PLURAL,
-                    "singularName": "inferenceservice",
-                    "namespaced": True,
-                    "kind": KIND,
-                    "verbs": [
-                        "delete",
-                        "deletecollection",
-                        "get",
-                        "list",
-                        "patch",
-                        "create",
-                        "update",
-                        "watch",
-                    ],
-                    "shortNames": ["isvc"],
-                },
-                {
-                    "name": f"{PLURAL}/status",
-                    "singularName": "",
-                    "namespaced": True,
-                    "kind": KIND,
-                    "verbs": ["get", "patch", "update"],
-                },
-            ],
+            "paths": {
+                gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash={openapi.HASH}"}
+                for gv in openapi.GROUP_VERSIONS
+            }
         }
+
+    @router.get("/openapi/v3/{gv:path}")
+    async def openapi_doc(gv: str) -> JSONResponse:
+        doc = openapi.document(gv)
+        if doc is None:
+            raise errors.KubeApiError(404, "NotFound", f"no OpenAPI document for {gv}")
+        return JSONResponse(doc)
+
+    # ---- apps/v1 Deployments and v1 Pods (read-only) -------------------------------------------
+    def read_only_kind(source: DerivedObjects, prefix: str, plural: str) -> None:
+        def list_or_watch(ns: str | None, request: Request):
+            if parse_bool(request.query_params.get("watch")):
+                return _watch(source, ns, request, bookmark_interval_s, source.kind, source.api_version)
+            label = filtering.label_selector(request.query_params.get("labelSelector"))
+            field = filtering.field_selector(request.query_params.get("fieldSelector"))
+            items = source.list(ns, lambda o: label(o) and field(o))
+            return _list_body(source, items, request, source.kind, source.api_version)
+
+        @router.get(f"{prefix}/{plural}")
+        async def all_namespaces(request: Request):
+            return list_or_watch(None, request)
+
+        @router.get(prefix + "/namespaces/{ns}/" + plural)
+        async def namespaced(ns: str, request: Request):
+            return list_or_watch(ns, request)
+
+        @router.get(prefix + "/namespaces/{ns}/" + plural + "/{name}")
+        @router.get(prefix + "/namespaces/{ns}/" + plural + "/{name}/status")
+        async def one(ns: str, name: str):
+            return source.get(ns, name)
+
+        @router.api_route(prefix + "/namespaces/{ns}/" + plural, methods=["POST", "DELETE"])
+        @router.api_route(prefix + "/namespaces/{ns}/" + plural + "/{name}", methods=["PUT", "PATCH", "DELETE"])
+        async def write(ns: str, name: str = ""):
+            raise _read_only()
+
+    if deployments is not None:
+        read_only_kind(deployments, "/apis/apps/v1", "deployments")
+    if pods is not None:
+        read_only_kind(pods, "/api/v1", "pods")
+
+        @router.get("/api/v1/namespaces/{ns}/pods/{name}/log")
+        async def pod_log(ns: str, name: str, request: Request) -> PlainTextResponse:
+            params = request.query_params
+            try:
+                tail = int(params["tailLines"]) if params.get("tailLines") else None
+            except ValueError as exc:
+                raise errors.bad_request("tailLines must be an integer") from exc
+            return PlainTextResponse(pods.log(ns, name, params.get("container"), tail))
 
     # ---- collections --------------------------------------------------------------------------
     @router.get(base + "/{plural}")
@@ -245,7 +350,7 @@ def build_router(store: Store) -> APIRouter:
 
     def _list_or_watch(ns: str | None, request: Request):
         if parse_bool(request.query_params.get("watch")):
-            return _watch(store, ns, request)
+            return _watch(store, ns, request, bookmark_interval_s)
         label = filtering.label_selector(request.query_params.get("labelSelector"))
         field = filtering.field_selector(request.query_params.get("fieldSelector"))
         return _list_body(store, store.list(ns, lambda o: label(o) and field(o)), request)
@@ -286,14 +391,9 @@ def build_router(store: Store) -> APIRouter:
 
     @router.delete(item)
     async def delete(group: str, version: str, ns: str, plural: str, name: str, request: Request):
+        # Custom resources return the object (ReturnDeletedObject): with the controller's finalizer
+        # still on it, it carries deletionTimestamp and stays until the controller lets go.
         _check_gv(group, version, plural)
-        obj = store.delete(ns, name, dry_run=_dry_run(request))
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Success",
-            "details": {"name": name, "group": GROUP, "kind": PLURAL, "uid": obj["metadata"]["uid"]},
-        }
+        return store.delete(ns, name, dry_run=_dry_run(request))
 
     return router

@@ -2,8 +2,11 @@
 
 Knative mode: every change of ``spec.predictor`` (other than ``canaryTrafficPercent``, which only
 moves traffic, as in Knative) creates revision ``<name>-predictor-0000N`` with its own model
-server. Standard mode: one "deployment", replaced in place (start the new server, switch, stop
-the old). Status comes from the pure rules in :mod:`kfp_bridge.local.kube.rollout`.
+server; each component's Knative Service keeps its own generation, which is what
+``status.observedGeneration`` reports. Standard mode: the apps/v1 Deployment ``<name>-predictor``
+(:mod:`.deployments`) rolls one pod at a time: the old model server answers until the new one is
+ready, a new one that exits crash-loops with back-off. A spec the predictor reconciler rejects
+(unknown model format) creates nothing. Status comes from the pure rules in :mod:`.rollout`.
 
 Reconciles run one at a time on the event loop; model servers load in background tasks that
 re-queue their InferenceService when they finish.
@@ -14,19 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import hashlib
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kfp_bridge.local.kube import rollout
+from kfp_bridge.local.kube import deployments, rollout
 from kfp_bridge.local.kube.processes import KServeEnvironmentMissing, ModelLoadError, ModelServerProcess
-from kfp_bridge.local.kube.store import Store, WatchEvent, now_rfc3339
+from kfp_bridge.local.kube.store import DerivedObjects, Store, WatchEvent, now_rfc3339
 
 log = logging.getLogger(__name__)
 Key = tuple[str, str]
 COLD_START_TIMEOUT_S = 180.0
+FINALIZER = "inferenceservice.finalizers"
+CRASH_BACKOFF_S = (10.0, 300.0)  # kubelet: 10 s doubling, capped at 5 min
+COMPONENTS = ("predictor", "transformer", "explainer")  # reconcile order: the last one's generation wins
 
 
 def predictor_template(spec: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +42,27 @@ def predictor_template(spec: dict[str, Any]) -> dict[str, Any]:
     predictor = dict((spec or {}).get("predictor") or {})
     predictor.pop("canaryTrafficPercent", None)
     return predictor
+
+
+def invalid_spec(predictor: dict[str, Any]) -> rollout.InvalidSpec | None:
+    """What ``components/predictor.go`` rejects before creating anything (the stand-in has one
+    ServingRuntime: sklearn)."""
+    model = predictor.get("model")
+    if isinstance(model, dict):
+        fmt = str(((model.get("modelFormat") or {}).get("name")) or "")
+        if fmt.lower() != "sklearn":
+            return rollout.InvalidSpec(
+                "NoSupportingRuntime",
+                "No runtime found to support specified framework/version",
+            )
+        return None
+    if isinstance(predictor.get("sklearn"), dict):
+        return None
+    return rollout.InvalidSpec(
+        "InvalidPredictorSpec",
+        "the predictor has no servable model: set spec.predictor.model {modelFormat: {name: sklearn}, "
+        "storageUri: file:///...} (the local stand-in serves sklearn only)",
+    )
 
 
 def storage_uri_of(predictor: dict[str, Any]) -> tuple[str | None, str]:
@@ -67,8 +96,10 @@ class RevisionRecord:
     template: dict[str, Any]
     state: str = "Loading"  # Loading | Ready | Failed  (Ready means it *became* ready once)
     message: str = ""
+    restarts: int = 0  # Standard mode: container restarts of this pod
     process: ModelServerProcess | None = field(default=None, repr=False)
     task: asyncio.Task | None = field(default=None, repr=False)
+    retry_at: float = field(default=0.0, repr=False)  # Standard mode: end of the CrashLoopBackOff
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -77,11 +108,15 @@ class RevisionRecord:
             "template": self.template,
             "state": self.state,
             "message": self.message,
+            "restarts": self.restarts,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RevisionRecord:
-        return cls(data["name"], data["number"], data["template"], data["state"], data.get("message", ""))
+        return cls(
+            data["name"], data["number"], data["template"], data["state"], data.get("message", ""),
+            data.get("restarts", 0),
+        )
 
     def view(self) -> rollout.Revision:
         return rollout.Revision(self.name, self.state, self.message)
@@ -104,6 +139,9 @@ class ServiceRuntime:
     revisions: list[RevisionRecord] = field(default_factory=list)  # Knative
     current: RevisionRecord | None = None  # Standard: serving
     pending: RevisionRecord | None = None  # Standard: loading or failed replacement
+    # Knative: per component, the Knative Service spec the controller last wrote and its generation.
+    ksvc: dict[str, dict[str, Any]] = field(default_factory=dict)
+    progress_since: float = field(default_factory=time.monotonic)  # Standard: last rollout progress
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +150,7 @@ class ServiceRuntime:
             "revisions": [r.to_json() for r in self.revisions],
             "current": self.current.to_json() if self.current else None,
             "pending": self.pending.to_json() if self.pending else None,
+            "ksvc": self.ksvc,
         }
 
     @classmethod
@@ -121,6 +160,7 @@ class ServiceRuntime:
         )
         rt.current = RevisionRecord.from_json(data["current"]) if data.get("current") else None
         rt.pending = RevisionRecord.from_json(data["pending"]) if data.get("pending") else None
+        rt.ksvc = data.get("ksvc") or {}
         return rt
 
     def records(self) -> list[RevisionRecord]:
@@ -141,13 +181,24 @@ class Controller:
 
     :param store: the object store (its listener hook feeds this controller).
     :param state_dir: model server logs go to ``state_dir/logs``.
-    :param base_url: this server's URL; ``status.url`` is ``<base_url>/serving/<ns>/<name>``.
+    :param domain: the ingress domain of ``status.url`` host names (KServe's default ``example.com``).
+    :param progress_deadline_s: Standard mode Deployments' ``progressDeadlineSeconds``.
     """
 
-    def __init__(self, store: Store, state_dir: Path, base_url: str):
+    def __init__(
+        self,
+        store: Store,
+        state_dir: Path,
+        domain: str = "example.com",
+        *,
+        progress_deadline_s: int = deployments.DEFAULT_PROGRESS_DEADLINE_S,
+    ):
         self.store = store
         self.state_dir = state_dir
-        self.base_url = base_url.rstrip("/")
+        self.domain = domain
+        self.progress_deadline_s = progress_deadline_s
+        self.deployments = DerivedObjects(store, "apps/v1", "Deployment", "deployments")
+        self.pods = DerivedObjects(store, "v1", "Pod", "pods")
         self.runtimes: dict[Key, ServiceRuntime] = {
             tuple(key.split("/", 1)): ServiceRuntime.from_json(*key.split("/", 1), data)  # type: ignore[misc]
             for key, data in store.load_states("isvc").items()
@@ -170,8 +221,13 @@ class Controller:
 
     async def run(self) -> None:
         while True:
-            await self._wake.wait()
+            # Wake at least once a second: Standard-mode rollouts have deadlines and back-offs.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
             self._wake.clear()
+            for key, rt in self.runtimes.items():
+                if rt.mode == rollout.STANDARD and rt.pending is not None:
+                    self._dirty.add(key)
             while self._dirty:
                 key = self._dirty.pop()
                 try:
@@ -180,7 +236,7 @@ class Controller:
                     log.exception("reconcile of %s/%s failed; will retry on the next change", *key)
 
     def urls(self, ns: str, name: str) -> rollout.Urls:
-        return rollout.Urls(f"{self.base_url}/serving/{ns}/{name}")
+        return rollout.Urls(name, ns, self.domain)
 
     # ---- reconcile ---------------------------------------------------------------------------
     async def reconcile(self, key: Key) -> None:
@@ -193,11 +249,27 @@ class Controller:
             if obj is None:
                 return
             rt = None
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp"):
+            if rt is not None:
+                await self._teardown(rt)
+            finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+            if finalizers != (meta.get("finalizers") or []):
+                self.store.update(ns, name, {**obj, "metadata": {**meta, "finalizers": finalizers}})
+            return
+        if FINALIZER not in (meta.get("finalizers") or []):
+            # The KServe controller adds its finalizer first; delete then waits for the teardown.
+            obj = self.store.update(ns, name, {**obj, "metadata": {**meta, "finalizers": [*(meta.get("finalizers") or []), FINALIZER]}})
         if rt is None:
             rt = ServiceRuntime(ns, name, obj["metadata"]["uid"], rollout.deployment_mode(obj))
             self.runtimes[key] = rt
         template = predictor_template(obj.get("spec") or {})
-        if rt.mode == rollout.STANDARD:
+        invalid = invalid_spec(template)
+        if invalid is not None:
+            # components/predictor.go returns before the Knative Service / Deployment is touched.
+            status = rollout.invalid_status(obj.get("status") or {}, invalid, now_rfc3339())
+            keep = {r.name for r in rt.records()}
+        elif rt.mode == rollout.STANDARD:
             status, keep = self._reconcile_standard(rt, obj, template)
         else:
             status, keep = self._reconcile_knative(rt, obj, template)
@@ -227,7 +299,7 @@ class Controller:
         canary = (obj["spec"]["predictor"]).get("canaryTrafficPercent")
         status = rollout.knative_status(
             previous,
-            generation=obj["metadata"]["generation"],
+            generation=self._ksvc_generation(rt, obj),
             revisions=[r.view() for r in rt.revisions],
             canary=canary,
             tag=rollout.tag_routing(obj),
@@ -253,35 +325,114 @@ class Controller:
                 self._start(rt, record)
         return status, keep | {t["revisionName"] for t in predictor.get("traffic", [])}
 
+    def _ksvc_generation(self, rt: ServiceRuntime, obj: dict[str, Any]) -> int:
+        """Bump each component's Knative Service generation when its spec changes; PropagateStatus
+        runs per component in order, so the last present component's generation is reported."""
+        spec = obj.get("spec") or {}
+        observed = 0
+        for component in COMPONENTS:
+            part = spec.get(component)
+            if not isinstance(part, dict):
+                continue
+            wanted = {
+                "template": {k: v for k, v in part.items() if k != "canaryTrafficPercent"},
+                "canary": part.get("canaryTrafficPercent"),
+                "tag": rollout.tag_routing(obj),
+            }
+            known = rt.ksvc.get(component)
+            if known is None or known["spec"] != wanted:
+                known = {"spec": wanted, "generation": (known or {}).get("generation", 0) + 1}
+                rt.ksvc[component] = known
+            observed = known["generation"]
+        return observed
+
     def _reconcile_standard(
         self, rt: ServiceRuntime, obj: dict[str, Any], template: dict[str, Any]
     ) -> tuple[dict[str, Any], set[str]]:
+        """One Deployment, one replica, RollingUpdate maxSurge 1 / maxUnavailable 0."""
         newest = rt.pending or rt.current
         if newest is None or newest.template != template:
             if rt.pending is not None:
-                self._spawn(self._stop(rt.pending))  # superseded before it finished
+                self._spawn(self._stop(rt.pending))  # superseded before it finished: its RS scales to 0
             number = (newest.number + 1) if newest else 1
             rt.pending = RevisionRecord(
-                f"{rt.name}-predictor-deployment-{number}", number, copy.deepcopy(template)
+                f"{rt.name}-predictor-{deployments.template_hash(template)}", number, copy.deepcopy(template)
             )
+            rt.progress_since = time.monotonic()
             self._start(rt, rt.pending)
-        elif rt.pending is not None and rt.pending.state == "Loading" and rt.pending.task is None:
-            self._start(rt, rt.pending)
-        if rt.pending is not None and rt.pending.state == "Ready":
-            old, rt.current, rt.pending = rt.current, rt.pending, None
+        pending = rt.pending
+        if pending is not None and pending.task is None:
+            if pending.state == "Loading":
+                self._start(rt, pending)  # a restart interrupted this load
+            elif pending.state == "Failed" and pending.retry_at and time.monotonic() >= pending.retry_at:
+                # The kubelet restarts the exited container once the back-off is over.
+                pending.restarts += 1
+                pending.state, pending.retry_at = "Loading", 0.0
+                self._start(rt, pending)
+            elif pending.state == "Failed" and not pending.retry_at:
+                low, high = CRASH_BACKOFF_S
+                pending.retry_at = time.monotonic() + min(high, low * 2 ** pending.restarts)
+        if pending is not None and pending.state == "Ready":
+            old, rt.current, rt.pending = rt.current, pending, None
+            rt.progress_since = time.monotonic()
             if old is not None:
                 self._spawn(self._stop(old))  # after the switch: the router already uses the new one
         if rt.current is not None and not rt.current.running and rt.current.task is None:
             self._start(rt, rt.current)
+        pods = self._publish_standard(rt, obj)
+        failure = rt.pending.message if rt.pending is not None and rt.pending.state == "Failed" else ""
         status = rollout.standard_status(
             obj.get("status") or {},
-            generation=obj["metadata"]["generation"],
-            serving=rt.current is not None,
-            pending=rt.pending.view() if rt.pending else None,
+            deployment=self.deployments.objects.get((rt.ns, f"{rt.name}-predictor")),
+            failure=failure,
             urls=self.urls(rt.ns, rt.name),
             now=now_rfc3339(),
         )
-        return status, {r.name for r in (rt.current, rt.pending) if r is not None}
+        return status, {r.name for r in (rt.current, rt.pending) if r is not None} | pods
+
+    def _publish_standard(self, rt: ServiceRuntime, obj: dict[str, Any]) -> set[str]:
+        """Write the Deployment and its pods as the kube controllers would see them now."""
+        pods: list[deployments.Pod] = []
+        now = now_rfc3339()
+        for record in (rt.current, rt.pending):
+            if record is None:
+                continue
+            crashed = record.state == "Failed"
+            pods.append(
+                deployments.Pod(
+                    name=f"{record.name}-{hashlib.sha256(rt.uid.encode()).hexdigest()[:5]}",
+                    template_hash=record.name.rsplit("-", 1)[1],
+                    ready=record is rt.current and record.state == "Ready",
+                    restarts=record.restarts + (1 if crashed else 0),
+                    waiting="CrashLoopBackOff" if crashed else "",
+                    message=record.message,
+                )
+            )
+        newest = rt.pending or rt.current
+        key = (rt.ns, f"{rt.name}-predictor")
+        if newest is not None:
+            dep = deployments.deployment(
+                isvc=rt.name,
+                namespace=rt.ns,
+                uid=rt.uid,
+                generation=newest.number,
+                new_hash=newest.name.rsplit("-", 1)[1],
+                pods=pods,
+                previous=self.deployments.objects.get(key),
+                now=now,
+                now_s=time.monotonic(),
+                progress_deadline_s=self.progress_deadline_s,
+                progress_since_s=rt.progress_since,
+            )
+            self.deployments.put(dep)
+        wanted = {p.name for p in pods}
+        for ns, pod_name in [k for k in self.pods.objects if k[0] == rt.ns]:
+            owner = self.pods.objects[(ns, pod_name)]["metadata"]["labels"].get("serving.kserve.io/inferenceservice")
+            if owner == rt.name and pod_name not in wanted:
+                self.pods.remove(ns, pod_name)
+        for pod in pods:
+            self.pods.put(deployments.pod_object(rt.name, rt.ns, pod, now))
+        return set()
 
     # ---- model servers -----------------------------------------------------------------------
     def _start(self, rt: ServiceRuntime, record: RevisionRecord) -> None:
@@ -325,6 +476,10 @@ class Controller:
 
     async def _teardown(self, rt: ServiceRuntime) -> None:
         self.runtimes.pop((rt.ns, rt.name), None)
+        self.deployments.remove(rt.ns, f"{rt.name}-predictor")
+        for key in [k for k, o in self.pods.objects.items() if k[0] == rt.ns and
+                    o["metadata"]["labels"].get("serving.kserve.io/inferenceservice") == rt.name]:
+            self.pods.remove(*key)
         self.store.save_state("isvc", f"{rt.ns}/{rt.name}", None)
         await asyncio.gather(*(self._stop(r) for r in rt.records()))
 
@@ -352,6 +507,15 @@ class Controller:
                     record.process.kill_now()
 
     # ---- routing -----------------------------------------------------------------------------
+    def resolve_host(self, host: str) -> tuple[str, str, str | None] | None:
+        """(namespace, name, tag) for a Host header the ingress serves, else None."""
+        host = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
+        for ns, name in list(self.runtimes):
+            tag = self.urls(ns, name).hosts()
+            if host in tag:
+                return ns, name, tag[host]
+        return None
+
     def choose(self, ns: str, name: str, tag: str | None) -> RevisionRecord:
         """Pick the revision for one request: by tag, or weighted-random by the status traffic."""
         obj = self.store.find(ns, name)

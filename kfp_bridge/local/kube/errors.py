@@ -47,15 +47,16 @@ def status_body(
 
 
 def _details(name: str | None, **extra: Any) -> dict[str, Any]:
-    details: dict[str, Any] = {"group": GROUP, "kind": PLURAL}
+    details: dict[str, Any] = {"group": extra.pop("group", GROUP), "kind": extra.pop("plural", PLURAL)}
     if name:
         details["name"] = name
     details.update(extra)
     return details
 
 
-def not_found(name: str) -> KubeApiError:
-    return KubeApiError(404, "NotFound", f'{RESOURCE} "{name}" not found', _details(name))
+def not_found(name: str, *, group: str = GROUP, plural: str = PLURAL) -> KubeApiError:
+    resource = f"{plural}.{group}" if group else plural
+    return KubeApiError(404, "NotFound", f'{resource} "{name}" not found', _details(name, group=group, plural=plural))
 
 
 def already_exists(name: str) -> KubeApiError:
@@ -98,3 +99,16 @@ def expired(requested: int, oldest: int) -> KubeApiError:
 
 def unauthorized(message: str = "Unauthorized") -> KubeApiError:
     return KubeApiError(401, "Unauthorized", message)
+
+
+def forbidden(user: str, verb: str, resource: str, subresource: str, group: str, namespace: str | None, name: str = "") -> KubeApiError:
+    """The RBAC denial as the apiserver words it (``endpoints/handlers/responsewriters/errors.go``)."""
+    res = f"{resource}/{subresource}" if subresource else resource
+    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    message = f'User "{user}" cannot {verb} resource "{res}" in API group "{group}"{where}'
+    qualified = f"{resource}.{group}" if group else resource
+    head = f'{qualified} "{name}" is forbidden' if name else f"{qualified} is forbidden"
+    details: dict[str, Any] = {"group": group, "kind": resource}
+    if name:
+        details["name"] = name
+    return KubeApiError(403, "Forbidden", f"{head}: {message}", details)

@@ -46,7 +46,8 @@ class Revision:
 
 # ---- traffic ---------------------------------------------------------------------------------
 def desired_traffic(canary: int | None, latest_rolledout: str, tag: bool) -> list[dict[str, Any]]:
-    """ksvc_reconciler.go: a canary split only once something has been rolled out."""
+    """ksvc_reconciler.go: a canary split only once something has been rolled out; with tag routing
+    the latest target carries the ``latest`` tag even when it is the single 100 % target."""
     if canary is not None and latest_rolledout:
         latest: dict[str, Any] = {"latestRevision": True, "percent": canary}
         if tag:
@@ -62,7 +63,10 @@ def desired_traffic(canary: int | None, latest_rolledout: str, tag: bool) -> lis
                 }
             )
         return targets
-    return [{"latestRevision": True, "percent": 100}]
+    single: dict[str, Any] = {"latestRevision": True, "percent": 100}
+    if tag:
+        single["tag"] = "latest"
+    return [single]
 
 
 def resolve_traffic(
@@ -170,12 +174,79 @@ def _failure(message: str, revision: str = "") -> dict[str, Any]:
 # ---- whole status ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Urls:
-    """Where the router serves this InferenceService (path-based: there is no DNS here)."""
+    """Host names as KServe and Knative write them (``<isvc>.<ns>.<domain>``); the stand-in's
+    ingress routes them by Host header, as the Istio/Kourier gateway does."""
 
-    base: str
+    name: str
+    namespace: str
+    domain: str = "example.com"
+
+    @property
+    def base(self) -> str:
+        return f"http://{self.name}.{self.namespace}.{self.domain}"
+
+    @property
+    def predictor(self) -> str:
+        return f"http://{self.name}-predictor.{self.namespace}.{self.domain}"
+
+    @property
+    def address(self) -> str:
+        return f"http://{self.name}.{self.namespace}.svc.cluster.local"
+
+    @property
+    def predictor_address(self) -> str:
+        return f"http://{self.name}-predictor.{self.namespace}.svc.cluster.local"
 
     def tag(self, tag: str) -> str:
-        return f"{self.base}/tag/{tag}"
+        return f"http://{tag}-{self.name}-predictor.{self.namespace}.{self.domain}"
+
+    @property
+    def raw(self) -> str:
+        """Standard mode: the ingress domainTemplate ``{{ .Name }}-{{ .Namespace }}.{{ .IngressDomain }}``."""
+        return f"http://{self.name}-{self.namespace}.{self.domain}"
+
+    @property
+    def raw_predictor(self) -> str:
+        return f"http://{self.name}-predictor-{self.namespace}.{self.domain}"
+
+    def hosts(self) -> dict[str, str | None]:
+        """Every host name the ingress routes for this service -> its tag (None: the traffic split)."""
+        names: dict[str, str | None] = {
+            self.base: None, self.predictor: None, self.raw: None, self.raw_predictor: None,
+            self.tag("latest"): "latest", self.tag("prev"): "prev",
+        }
+        return {url.removeprefix("http://"): tag for url, tag in names.items()}
+
+
+@dataclass(frozen=True)
+class InvalidSpec:
+    """A spec the predictor reconciler rejects before touching the Knative Service / Deployment
+    (``components/predictor.go``: NoSupportingRuntime, InvalidPredictorSpec, ...)."""
+
+    reason: str
+    message: str
+
+
+def _invalid_model_status(previous: dict[str, Any], invalid: InvalidSpec) -> dict[str, Any]:
+    """UpdateModelTransitionStatus(InvalidSpec, info): targetModelState FailedToLoad, failure info set."""
+    status = copy.deepcopy(previous) if previous else {}
+    status["transitionStatus"] = "InvalidSpec"
+    status.setdefault("states", {})["targetModelState"] = "FailedToLoad"
+    status["lastFailureInfo"] = {"reason": invalid.reason, "message": invalid.message}
+    return status
+
+
+def invalid_status(previous: dict[str, Any], invalid: InvalidSpec, now: str) -> dict[str, Any]:
+    """The controller returns before the component writes anything: only modelStatus changes (and a
+    brand-new service gets the initial Unknown conditions); observedGeneration, revisions, traffic
+    and Ready stay as they were, which is why a client must read ``modelStatus`` to fail fast."""
+    status = copy.deepcopy(previous) if previous else {}
+    if not status.get("conditions"):
+        status["conditions"] = stamp_conditions(
+            [], [_condition(t, "Unknown") for t in ("IngressReady", "PredictorReady", "Ready")], now
+        )
+    status["modelStatus"] = _invalid_model_status(previous.get("modelStatus") or {}, invalid)
+    return status
 
 
 def knative_status(
@@ -188,7 +259,11 @@ def knative_status(
     urls: Urls,
     now: str,
 ) -> dict[str, Any]:
-    """One reconcile of a Knative-mode InferenceService; call again until the result stops changing."""
+    """One reconcile of a Knative-mode InferenceService; call again until the result stops changing.
+
+    ``generation`` is the Knative Service's ``status.observedGeneration`` (PropagateStatus copies it),
+    not the InferenceService's own generation.
+    """
     old_predictor = ((previous.get("components") or {}).get("predictor")) or {}
     predictor: dict[str, Any] = copy.deepcopy(old_predictor)
     latest_created = revisions[-1] if revisions else None
@@ -245,8 +320,8 @@ def knative_status(
         )
     ksvc_ready = _aggregate("PredictorReady", [config, route])
     if ksvc_ready["status"] == "True":
-        predictor["url"] = urls.base
-        predictor["address"] = {"url": urls.base}
+        predictor["url"] = urls.predictor
+        predictor["address"] = {"url": urls.predictor_address}
     ingress = (
         _condition("IngressReady", "True")
         if latest_ready
@@ -262,6 +337,7 @@ def knative_status(
         _aggregate("LatestDeploymentReady", [config], reason_suffix=True),
         ingress,
         _aggregate("Ready", [ksvc_ready, ingress]),
+        _condition("Stopped", "False"),
     ]
 
     if latest_created is None:
@@ -287,60 +363,85 @@ def knative_status(
     }
     if latest_ready or previous.get("url"):
         status["url"] = urls.base
-        status["address"] = {"url": urls.base}
+        status["address"] = {"url": urls.address}
     return status
+
+
+def _raw_predictor_ready(deployment: dict[str, Any]) -> dict[str, Any]:
+    """PropagateRawStatus, rule for rule, for one Deployment."""
+    conds = {c["type"]: c for c in (deployment.get("status") or {}).get("conditions") or []}
+    available, progressing = conds.get("Available"), conds.get("Progressing")
+
+    def of(c: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+        return _condition("PredictorReady", status or c["status"], c.get("reason", ""), c.get("message", ""))
+
+    ready = _condition("PredictorReady", "False")
+    if available is not None and available["status"] == "True":
+        ready = of(available)
+    if progressing is not None:
+        if progressing["status"] == "False":
+            if progressing.get("message"):
+                ready = of(progressing)
+        elif progressing["status"] == "True":
+            if progressing.get("reason") == "NewReplicaSetAvailable":
+                ready = of(progressing)
+            elif available is None or available["status"] != "True":
+                ready = of(progressing, "Unknown")
+    if available is not None and available["status"] == "False":
+        ready = of(available)
+    return ready
 
 
 def standard_status(
     previous: dict[str, Any],
     *,
-    generation: int,
-    serving: bool,
-    pending: Revision | None,
+    deployment: dict[str, Any] | None,
+    failure: str,
     urls: Urls,
     now: str,
 ) -> dict[str, Any]:
-    """Standard (RawDeployment) mode: one Deployment; no revisions, no traffic, canary ignored.
+    """Standard (RawDeployment) mode: status from the predictor Deployment (PropagateRawStatus).
 
-    ``serving`` says an older model server still answers (the Deployment stays Available during a
-    rolling update, so PredictorReady stays True); ``pending`` is a replacement being loaded or one
-    that failed to load.
+    During a rolling update the old pod keeps ``Available=True``, so PredictorReady and Ready stay
+    True while the new pod starts or crash-loops (kserve issue #4626); only
+    ``ProgressDeadlineExceeded`` turns them False. ``observedGeneration`` is the Deployment's.
+    ``failure`` is the new pod's last crash message ("" when none).
     """
-    if serving:
-        predictor_ready = _condition("PredictorReady", "True")
-    elif pending is not None and pending.state == "Failed":
-        predictor_ready = _condition("PredictorReady", "False", "ModelLoadFailed", pending.message)
+    if deployment is None:
+        predictor_ready = _condition("PredictorReady", "Unknown")
     else:
-        predictor_ready = _condition(
-            "PredictorReady",
-            "False",
-            "MinimumReplicasUnavailable",
-            "Deployment does not have minimum availability.",
-        )
-    ingress = (
-        _condition("IngressReady", "True")
-        if serving
-        else _condition(
-            "IngressReady", "False", "PredictorIngressNotCreated", "Ingress has not been created yet"
-        )
+        predictor_ready = _raw_predictor_ready(deployment)
+    serving = predictor_ready["status"] == "True"
+    ingress = _condition("IngressReady", "True") if deployment is not None else _condition("IngressReady", "Unknown")
+    conditions = [
+        predictor_ready,
+        ingress,
+        _aggregate("Ready", [predictor_ready, ingress]),
+        _condition("Stopped", "False"),
+    ]
+    dstatus = (deployment or {}).get("status") or {}
+    done = (
+        dstatus.get("updatedReplicas", 0) == dstatus.get("replicas", 0) == dstatus.get("availableReplicas", 0) > 0
     )
-    conditions = [predictor_ready, ingress, _aggregate("Ready", [predictor_ready, ingress])]
-    if pending is None:
-        model = _model_status(previous.get("modelStatus") or {}, "Loaded", None, serving)
-    elif pending.state == "Failed":
-        model = _model_status(
-            previous.get("modelStatus") or {}, "FailedToLoad", _failure(pending.message), serving
-        )
+    if failure:
+        model = _model_status(previous.get("modelStatus") or {}, "FailedToLoad", _failure(failure), serving)
+    elif done:
+        model = _model_status(previous.get("modelStatus") or {}, "Loaded", None, True)
     else:
         model = _model_status(previous.get("modelStatus") or {}, "Loading", None, serving)
+    old_predictor = ((previous.get("components") or {}).get("predictor")) or {}
+    predictor = copy.deepcopy(old_predictor)
+    if serving:
+        predictor["url"] = urls.raw_predictor
     status: dict[str, Any] = {
-        "observedGeneration": generation,
         "conditions": stamp_conditions(previous.get("conditions") or [], conditions, now),
-        "components": {"predictor": {"url": urls.base}} if serving else {"predictor": {}},
+        "components": {"predictor": predictor},
         "modelStatus": model,
         "deploymentMode": STANDARD,
     }
-    if serving:
-        status["url"] = urls.base
-        status["address"] = {"url": urls.base}
+    if deployment is not None:
+        status["observedGeneration"] = dstatus.get("observedGeneration", 0)
+    if serving or previous.get("url"):
+        status["url"] = urls.raw
+        status["address"] = {"url": urls.address}
     return status

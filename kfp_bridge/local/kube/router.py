@@ -1,11 +1,14 @@
-"""The ingress: path-based URLs that stand in for KServe's per-service hostnames.
+"""The ingress (its own plain-HTTP port, as the Istio/Kourier gateway's port 80).
 
-Layout (there is no DNS here, so names go in the path):
-  ``/serving/<ns>/<name>/<path>``           traffic-split by the status ``traffic`` percentages
-  ``/serving/<ns>/<name>/tag/<tag>/<path>`` one tagged target (``prev``; ``latest`` with tag routing)
+Routed by Host header, as KServe's host names are (``status.url``):
+  ``<name>.<ns>.<domain>``, ``<name>-predictor.<ns>.<domain>``   traffic-split by ``status...traffic``
+  ``latest-<name>-predictor.<ns>.<domain>`` / ``prev-...``        one tagged target
+  ``<name>-<ns>.<domain>``, ``<name>-predictor-<ns>.<domain>``   Standard mode (domainTemplate)
+Path routing stays as an extra for clients that cannot set a Host header:
+  ``/serving/<ns>/<name>/<path>``, ``/serving/<ns>/<name>/tag/<tag>/<path>``.
 ``<path>`` is passed unchanged to the revision's KServe model server (``v1/models/<name>:predict``,
-``v2/models/<name>/infer``, ``v2/models/<name>/ready``, ...). Every response carries
-``x-kfp-bridge-revision`` naming the revision (Standard mode: the deployment) that answered.
+``v2/models/<name>/infer``, ...). Every response carries ``x-kfp-bridge-revision`` naming the
+revision (Standard mode: the pod template generation) that answered.
 """
 
 from __future__ import annotations
@@ -67,5 +70,22 @@ def build_router(controller: Controller, client: httpx.AsyncClient) -> APIRouter
     @router.api_route("/serving/{ns}/{name}/{path:path}", methods=methods)
     async def split(ns: str, name: str, path: str, request: Request) -> Response:
         return await forward(ns, name, None, path, request)
+
+    @router.api_route("/{path:path}", methods=methods)
+    async def by_host(path: str, request: Request) -> Response:
+        host = request.headers.get("host", "")
+        target = controller.resolve_host(host)
+        if target is None:
+            # What an Istio gateway answers for a host no VirtualService claims.
+            return JSONResponse(
+                {
+                    "error": f"no InferenceService serves host {host!r} (expected <name>.<namespace>."
+                    f"{controller.domain}, latest-/prev-<name>-predictor.<namespace>.{controller.domain}; "
+                    "send the status.url host name as the Host header)"
+                },
+                status_code=404,
+            )
+        ns, name, tag = target
+        return await forward(ns, name, tag, path, request)
 
     return router

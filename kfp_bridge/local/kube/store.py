@@ -10,10 +10,11 @@ import asyncio
 import copy
 import json
 import sqlite3
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,13 @@ from kfp_bridge.local.kube import errors
 
 API_VERSION = "serving.kserve.io/v1beta1"
 KIND = "InferenceService"
-SYSTEM_METADATA = ("uid", "creationTimestamp", "generation", "resourceVersion", "namespace", "name")
+SYSTEM_METADATA = (
+    "uid", "creationTimestamp", "generation", "resourceVersion", "namespace", "name", "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+)
+# The apiserver's watch cache keeps events for at least eventFreshDuration (75 s,
+# staging/src/k8s.io/apiserver/pkg/storage/cacher/watch_cache.go); older resourceVersions get 410.
+DEFAULT_WATCH_WINDOW_S = 75.0
 
 
 def now_rfc3339() -> str:
@@ -35,6 +42,7 @@ class WatchEvent:
     type: str  # ADDED | MODIFIED | DELETED
     object: dict[str, Any]
     previous: dict[str, Any] | None = None  # MODIFIED only: lets a filtered watch see objects leave
+    at: float = field(default_factory=time.monotonic)
 
     def as_seen_by(self, matches: Callable[[dict[str, Any]], bool]) -> str | None:
         """The event type a watcher with this filter gets, or None (the apiserver's watch filtering)."""
@@ -74,9 +82,11 @@ class Store:
 
     :param db_path: SQLite file; created if missing, reloaded on restart.
     :param history: how many events to keep for ``watch?resourceVersion=RV``; older RVs get 410.
+    :param window_s: events older than this are forgotten too (the watch cache's time window).
     """
 
-    def __init__(self, db_path: Path, history: int = 1000):
+    def __init__(self, db_path: Path, history: int = 1000, window_s: float = DEFAULT_WATCH_WINDOW_S):
+        self.window_s = window_s
         self._db = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(
@@ -97,6 +107,11 @@ class Store:
         self.history: deque[WatchEvent] = deque(maxlen=history)
         self.watchers: set[asyncio.Queue] = set()
         self.listeners: list[Callable[[WatchEvent], None]] = []
+        self.derived: list[DerivedObjects] = []
+
+    def all_watchers(self) -> list[asyncio.Queue]:
+        """Open watches on every kind (admin drop-watches, shutdown)."""
+        return [*self.watchers, *(q for d in self.derived for q in d.watchers)]
 
     # ---- reads -------------------------------------------------------------------------------
     def get(self, ns: str, name: str) -> dict[str, Any]:
@@ -116,9 +131,15 @@ class Store:
         return [copy.deepcopy(self.objects[k]) for k in keys if predicate(self.objects[k])]
 
     def events_since(self, rv: int) -> list[WatchEvent]:
+        self.expire_history()
         if rv < self.compacted_rv:
             raise errors.expired(rv, self.compacted_rv)
         return [e for e in self.history if e.rv > rv]
+
+    def expire_history(self, now: float | None = None) -> None:
+        limit = (time.monotonic() if now is None else now) - self.window_s
+        while self.history and self.history[0].at < limit:
+            self.compacted_rv = self.history.popleft().rv
 
     def compact(self) -> int:
         """Forget the event history, as etcd compaction does; resuming from older RVs then gets 410."""
@@ -222,12 +243,26 @@ class Store:
             return current
         if dry_run:
             return obj
+        if obj["metadata"].get("deletionTimestamp") and not obj["metadata"].get("finalizers"):
+            return self._remove(ns, name, obj)  # the last finalizer went: the object goes
         return self._commit(ns, name, obj, "MODIFIED", previous=current)
 
     def delete(self, ns: str, name: str, *, dry_run: bool = False) -> dict[str, Any]:
+        """Finalizers pending: mark with deletionTimestamp (the object stays, a re-create gets 409);
+        none: remove now. Either way the object comes back, as CRDs do (ReturnDeletedObject)."""
         current = self.get(ns, name)
+        if current["metadata"].get("finalizers"):
+            if current["metadata"].get("deletionTimestamp") or dry_run:
+                return current
+            marked = copy.deepcopy(current)
+            marked["metadata"]["deletionTimestamp"] = now_rfc3339()
+            marked["metadata"]["deletionGracePeriodSeconds"] = 0
+            return self._commit(ns, name, marked, "MODIFIED", previous=current)
         if dry_run:
             return current
+        return self._remove(ns, name, current)
+
+    def _remove(self, ns: str, name: str, current: dict[str, Any]) -> dict[str, Any]:
         self.rv += 1
         current["metadata"]["resourceVersion"] = str(self.rv)
         del self.objects[(ns, name)]
@@ -262,6 +297,12 @@ class Store:
         self._emit(WatchEvent(self.rv, event_type, copy.deepcopy(obj), previous))
         return copy.deepcopy(obj)
 
+    def next_rv(self) -> int:
+        """A resourceVersion for an object of another kind (one etcd revision for all kinds)."""
+        self.rv += 1
+        self._save_rv()
+        return self.rv
+
     def _save_rv(self) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('rv', ?)", (str(self.rv),))
 
@@ -289,3 +330,72 @@ def check_type(body: Any, *, required: bool = False) -> None:
             f"the API version in the data ({body.get('apiVersion')}) or kind ({body.get('kind')}) does not match "
             f"the expected API version ({API_VERSION}) and kind ({KIND})"
         )
+
+
+class DerivedObjects:
+    """A read-only kind the controller writes (Deployments, Pods): served with list/get/watch,
+    resourceVersions from the main store, history in memory (rebuilt by the controller on restart).
+
+    :param kind: e.g. ``Deployment``; :param api_version: e.g. ``apps/v1``.
+    """
+
+    def __init__(self, store: Store, api_version: str, kind: str, resource: str):
+        self.main = store
+        self.api_version, self.kind, self.resource = api_version, kind, resource
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.history: deque[WatchEvent] = deque(maxlen=store.history.maxlen)
+        self.compacted_rv = store.rv
+        self.watchers: set[asyncio.Queue] = set()
+        store.derived.append(self)
+
+    @property
+    def rv(self) -> int:
+        return self.main.rv
+
+    def get(self, ns: str, name: str) -> dict[str, Any]:
+        obj = self.objects.get((ns, name))
+        if obj is None:
+            raise errors.not_found(name, group=self.api_version.rpartition("/")[0], plural=self.resource)
+        return copy.deepcopy(obj)
+
+    def list(
+        self, ns: str | None, predicate: Callable[[dict[str, Any]], bool] = lambda o: True
+    ) -> list[dict[str, Any]]:
+        keys = sorted(k for k in self.objects if ns is None or k[0] == ns)
+        return [copy.deepcopy(self.objects[k]) for k in keys if predicate(self.objects[k])]
+
+    def events_since(self, rv: int) -> list[WatchEvent]:
+        limit = time.monotonic() - self.main.window_s
+        while self.history and self.history[0].at < limit:
+            self.compacted_rv = self.history.popleft().rv
+        if rv < max(self.compacted_rv, self.main.compacted_rv):
+            raise errors.expired(rv, max(self.compacted_rv, self.main.compacted_rv))
+        return [e for e in self.history if e.rv > rv]
+
+    def put(self, obj: dict[str, Any]) -> None:
+        """Write ``obj`` (without resourceVersion); no event when nothing changed."""
+        meta = obj["metadata"]
+        key = (meta["namespace"], meta["name"])
+        current = self.objects.get(key)
+        if current is not None:
+            unchanged = {**current, "metadata": {k: v for k, v in current["metadata"].items() if k != "resourceVersion"}}
+            if unchanged == obj:
+                return
+        stored = copy.deepcopy(obj)
+        stored["metadata"]["resourceVersion"] = str(self.main.next_rv())
+        self.objects[key] = stored
+        self._emit(WatchEvent(self.main.rv, "MODIFIED" if current else "ADDED", copy.deepcopy(stored), current))
+
+    def remove(self, ns: str, name: str) -> None:
+        current = self.objects.pop((ns, name), None)
+        if current is not None:
+            gone = copy.deepcopy(current)
+            gone["metadata"]["resourceVersion"] = str(self.main.next_rv())
+            self._emit(WatchEvent(self.main.rv, "DELETED", gone))
+
+    def _emit(self, event: WatchEvent) -> None:
+        if len(self.history) == self.history.maxlen:
+            self.compacted_rv = self.history[0].rv
+        self.history.append(event)
+        for queue in list(self.watchers):
+            queue.put_nowait(event)
