@@ -1,15 +1,19 @@
 """The RBAC Role in deploy/ grants exactly the verbs KServeRolloutOperator uses: no more, no fewer.
 
-The verbs are derived two ways, and both must equal the Role's:
-* dynamically: real rollouts (sync canary + smoke test + promote, a deferrable canary through the
-  trigger, and the rollback a kill mid-rollout makes) run against the kube stand-in while
-  every request the kubernetes / kubernetes_asyncio clients send is recorded and mapped to its RBAC
-  verb by Kubernetes' request-info rules (GET on an object = get, on a collection = list, with
-  ``watch=true`` = watch, PATCH = patch, POST = create, PUT = update, DELETE = delete);
-* statically: the CustomObjectsApi methods called anywhere in kfp_bridge's operators, hooks,
-  triggers and sensors (``get_namespaced_custom_object`` -> get, ``list_...`` handed to a watch
-  -> watch, ...). A new call (say ``delete_namespaced_custom_object``) fails this test until the
-  Role is updated.
+The verbs are derived two ways:
+* statically, and this must equal the Role: every Kubernetes API method referenced anywhere in
+  kfp_bridge outside the stand-ins (``get_namespaced_custom_object`` -> inferenceservices get,
+  ``list_namespaced_deployment`` called -> deployments list, handed to ``watch.stream`` ->
+  deployments watch, ...). A verb used on any path, the rare ones included (the re-list after a
+  410, Standard mode's pods), cannot be dropped from the Role, and a new call fails this test
+  until the Role grants it;
+* dynamically, and this must be within the Role: real rollouts (sync canary + smoke test +
+  promote, a deferrable canary through the trigger, and the rollback a kill mid-rollout makes) run
+  against the kube stand-in while every request the kubernetes / kubernetes_asyncio clients send is
+  recorded and mapped to its RBAC verb by Kubernetes' request-info rules (GET on an object = get,
+  on a collection = list, with ``watch=true`` = watch, PATCH = patch, POST = create, PUT = update,
+  DELETE = delete).
+The stand-in enforces the same Role (tests/integration/operators/test_kserve_rbac.py).
 """
 
 from __future__ import annotations
@@ -31,16 +35,31 @@ pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
 CONN_ID = "kube_rbac"
 ROWS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2], [7.7, 3.0, 6.1, 2.3]]
-ISVC_PATH = re.compile(r"^/apis/serving\.kserve\.io/v1beta1/namespaces/[^/]+/inferenceservices(?P<name>/[^/]+)?$")
+RESOURCE_PATH = re.compile(
+    r"^/apis?(/(?P<group>[^/]+))?/v1(beta1)?/namespaces/[^/]+/(?P<resource>[a-z]+)(?P<name>/[^/]+)?$"
+)
 METHOD_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-# CustomObjectsApi method -> RBAC verb (a list_ method passed to watch.stream is a watch).
-API_VERBS = {"get": "get", "list": "list", "patch": "patch", "create": "create", "replace": "update",
-             "delete": "delete"}
+# Client method prefix -> RBAC verb (a list_ method passed to watch.stream is a watch).
+API_VERBS = {"get": "get", "read": "get", "list": "list", "patch": "patch", "create": "create",
+             "replace": "update", "delete": "delete"}
+# Client method suffix -> (apiGroup, resource); custom objects here are only InferenceServices.
+API_RESOURCES = {"custom_object": ("serving.kserve.io", "inferenceservices"),
+                 "deployment": ("apps", "deployments"), "pod": ("", "pods"), "pod_log": ("", "pods/log")}
+API_METHOD = re.compile(r"^(?P<verb>[a-z]+)_namespaced_(?P<kind>[a-z_]+?)(_status)?$")
+# Modules whose Kubernetes calls go elsewhere: the stand-ins and the demo (they are the cluster),
+# and hooks/kfp.py, whose pod-log reads in the KFP profile namespace are granted by kubeflow-edit
+# (deploy/rbac/kfp-profile-access.yaml).
+NOT_ROLLOUT = ("kfp_bridge/local/", "kfp_bridge/demo.py", "kfp_bridge/hooks/kfp.py")
 
 
 def _role() -> dict[str, Any]:
     (role,) = [d for d in load(DEPLOY / "rbac" / "kserve-rollout.yaml") if d["kind"] == "Role"]
     return role
+
+
+def _granted(role: dict[str, Any]) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
 
 
 def rbac_verb(method: str, url: str, query: Any) -> tuple[str, str]:
@@ -50,8 +69,8 @@ def rbac_verb(method: str, url: str, query: Any) -> tuple[str, str]:
     if isinstance(query, (list, tuple)):
         params = {k: v for k, v in query}
     params.update(dict(p.split("=", 1) for p in parts.query.split("&") if "=" in p))
-    match = ISVC_PATH.match(parts.path)
-    resource = "inferenceservices" if match else parts.path
+    match = RESOURCE_PATH.match(parts.path)
+    resource = match.group("resource") if match else parts.path
     if method == "GET":
         if str(params.get("watch", "")).lower() in ("true", "1"):
             return "watch", resource
@@ -135,32 +154,71 @@ def _run_deferrable(op: Any, context: dict[str, Any]) -> Any:
             kwargs = {"context": context, "event": event, **(deferred.kwargs or {})}
 
 
-def _static_verbs() -> set[str]:
-    """RBAC verbs implied by the CustomObjectsApi calls in the package (the stand-ins excluded)."""
-    verbs: set[str] = set()
-    sources = [p for folder in ("operators", "hooks", "triggers", "sensors", "utils")
-               for p in (ROOT / "kfp_bridge" / folder).glob("*.py")]
+def static_verbs(sources: list[Path]) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) implied by the Kubernetes client methods referenced in ``sources``."""
+    verbs: set[tuple[str, str, str]] = set()
     for path in sources:
         tree = ast.parse(path.read_text())
+        streamed = {
+            id(call.args[0]) for call in ast.walk(tree)
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and call.func.attr == "stream"
+            and call.args
+        }
         for node in ast.walk(tree):
-            name = node.attr if isinstance(node, ast.Attribute) else None
-            if not name or not name.endswith("_namespaced_custom_object"):
+            if not isinstance(node, ast.Attribute) or not (match := API_METHOD.match(node.attr)):
                 continue
-            verb = API_VERBS[name.split("_", 1)[0]]
-            verbs.add(verb)
-        # A list method handed to watch.stream(...) is a watch, not a list.
-        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
-            func = call.func
-            if isinstance(func, ast.Attribute) and func.attr == "stream" and call.args:
-                first = call.args[0]
-                if isinstance(first, ast.Attribute) and first.attr == "list_namespaced_custom_object":
-                    verbs.add("watch")
-                    verbs.discard("list")
+            if match.group("kind") not in API_RESOURCES or match.group("verb") not in API_VERBS:
+                continue
+            group, resource = API_RESOURCES[match.group("kind")]
+            # Handed to watch.stream: a watch; any other reference is a call of its own verb.
+            verb = "watch" if id(node) in streamed else API_VERBS[match.group("verb")]
+            verbs.add((group, resource, verb))
     return verbs
 
 
-def test_role_grants_exactly_the_verbs_a_rollout_uses(kube_stand_in, iris_models, kube_conn, recorded, capsys):
+def rollout_sources() -> list[Path]:
+    return [p for p in sorted((ROOT / "kfp_bridge").rglob("*.py"))
+            if not str(p.relative_to(ROOT)).startswith(NOT_ROLLOUT)]
+
+
+def test_role_grants_exactly_the_verbs_the_code_can_use():
+    static = static_verbs(rollout_sources())
+    granted = _granted(_role())
+    assert static == granted, (
+        f"the code calls {sorted(static - granted)} that the Role does not grant; "
+        f"the Role grants {sorted(granted - static)} that no code uses"
+    )
+    # The rare paths are in: the re-list after a 410 and Standard mode's Deployment and pods.
+    assert {("serving.kserve.io", "inferenceservices", "list"), ("apps", "deployments", "watch"),
+            ("", "pods", "list")} <= static
+
+
+def test_dropping_any_verb_from_the_role_fails_the_check():
+    role = _role()
+    for i, rule in enumerate(role["rules"]):
+        for verb in rule["verbs"]:
+            smaller = {**role, "rules": [*role["rules"][:i], {**rule, "verbs": [v for v in rule["verbs"] if v != verb]},
+                                         *role["rules"][i + 1:]]}
+            assert static_verbs(rollout_sources()) != _granted(smaller), f"dropping {verb} went unnoticed"
+
+
+def test_static_verbs_read_calls_and_watches(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text(
+        "def f(api, apps, core, w):\n"
+        "    api.get_namespaced_custom_object()\n"
+        "    api.list_namespaced_custom_object()\n"
+        "    w.stream(apps.list_namespaced_deployment, 'ns')\n"
+        "    core.read_namespaced_pod_log()\n"
+    )
+    assert static_verbs([source]) == {("serving.kserve.io", "inferenceservices", "get"),
+                                      ("serving.kserve.io", "inferenceservices", "list"),
+                                      ("apps", "deployments", "watch"), ("", "pods/log", "get")}
+
+
+def test_real_rollouts_use_only_granted_verbs(kube_stand_in, iris_models, kube_conn, recorded, capsys):
     from kfp_bridge.operators.kserve import STATE_KEY, KServeRolloutOperator
+    from kfp_bridge.utils.rollout import Rollout
 
     name = "rbac-rollout"
     _ready(kube_stand_in, name, iris_models.v1)  # setup: not recorded
@@ -185,24 +243,17 @@ def test_role_grants_exactly_the_verbs_a_rollout_uses(kube_stand_in, iris_models
 
     # 3. a kill mid-rollout rolls back from on_kill (given the state a rollout in progress saves).
     patches = recorded[("patch", "inferenceservices")]
-    op._rollout = {**context["task_state_store"][STATE_KEY], "phase": "rollout"}
+    op._rollout = Rollout.from_json({**context["task_state_store"][STATE_KEY], "phase": "rollout"})
     op.on_kill()
     assert recorded[("patch", "inferenceservices")] == patches + 1, "on_kill did not patch the rollback"
     recorded.active = False
 
-    used = {verb for verb, resource in recorded if resource == "inferenceservices"}
-    other = sorted({(verb, resource) for verb, resource in recorded if resource != "inferenceservices"})
-    role = _role()
-    (rule,) = role["rules"]
-    granted = set(rule["verbs"])
-    static = _static_verbs()
+    granted = {(resource, verb) for _, resource, verb in _granted(_role())}
+    used = {(resource, verb) for verb, resource in recorded}
     with capsys.disabled():
-        print(f"\n  requests by RBAC verb: {dict(recorded)}\n  verbs in code: {sorted(static)}; "
-              f"Role grants: {sorted(granted)}")
-    assert other == [], f"requests outside inferenceservices need RBAC too: {other}"
-    assert rule["apiGroups"] == ["serving.kserve.io"] and rule["resources"] == ["inferenceservices"]
-    assert used == granted, f"rollouts used {sorted(used)}, the Role grants {sorted(granted)}"
-    assert static == granted, f"the code calls {sorted(static)}, the Role grants {sorted(granted)}"
+        print(f"\n  requests by RBAC verb: {dict(recorded)}\n  Role grants: {sorted(granted)}")
+    assert used <= granted, f"rollouts used {sorted(used - granted)}, which the Role does not grant"
+    assert {("inferenceservices", v) for v in ("get", "patch", "watch")} <= used
 
 
 def test_rbac_has_no_wildcards_and_binds_the_airflow_identity():
@@ -216,7 +267,7 @@ def test_rbac_has_no_wildcards_and_binds_the_airflow_identity():
     role = _role()
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
     assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
-    (sa,) = load(DEPLOY / "airflow" / "serviceaccount.yaml")
+    sa = next(d for d in load(DEPLOY / "airflow" / "serviceaccount.yaml") if d["kind"] == "ServiceAccount")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
                                     "namespace": sa["metadata"]["namespace"]}]
 
@@ -229,4 +280,7 @@ def test_verb_mapping_follows_kubernetes_request_info():
     assert rbac_verb("GET", f"{base}?watch=true", None) == ("watch", "inferenceservices")
     assert rbac_verb("PATCH", f"{base}/iris", []) == ("patch", "inferenceservices")
     assert rbac_verb("DELETE", base, []) == ("deletecollection", "inferenceservices")
-    assert rbac_verb("GET", "http://k/api/v1/namespaces/default/pods", []) == ("list", "/api/v1/namespaces/default/pods")
+    assert rbac_verb("GET", "http://k/api/v1/namespaces/default/pods", []) == ("list", "pods")
+    assert rbac_verb("GET", "http://k/apis/apps/v1/namespaces/m/deployments", [("watch", "True")]) == (
+        "watch", "deployments")
+    assert rbac_verb("GET", "http://k/version", []) == ("list", "/version")
