@@ -2,7 +2,7 @@
 
 Headless Chromium, logged in to a real Airflow stack as admin (so every route answers, not 401),
 opens each plugin route with an XSS payload in every path segment and in the query, and a real
-failed KFP run whose step error carries a payload; after each page ``window.__pwned`` must still be
+failed KFP run whose name (KFP text) is a payload; after each page ``window.__pwned`` must still be
 undefined and the payload must be text, not elements. A control proves the payloads do run when a
 page puts them in HTML as is. Every HTML response the browser received carries the CSP (read from
 Chromium's network log, the headers as the browser saw them).
@@ -20,12 +20,13 @@ import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
 from tests.fixtures.kfp_stand_in import KfpStandIn
-from tests.integration.operators.conftest import explain
-from tests.ui.conftest import SINGLE, chromium, log_in
+from tests.integration.operators.conftest import explain, kfp_runs
+from tests.ui.conftest import DAGS, chromium, log_in
 
 pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("ui")]
 
 RUN_TIMEOUT = 180
+XSS_DAG = "oncall_ui_xss"
 # No "/" in a payload: a decoded %2F would split the path segment and miss the route.
 PAYLOADS = (
     "<img src=x onerror=window.__pwned=1>",
@@ -90,12 +91,13 @@ def test_no_payload_runs_on_any_route_and_every_html_response_has_the_csp(
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # A real failed KFP run whose step error names a path holding a payload (KFP text on the page).
-    work = tmp_path / PAYLOADS[0]
-    work.mkdir()
-    (work / "single.flag").write_text("fail\n")
-    run_id = ui_stack.trigger_dag(SINGLE, conf={"work": str(work)})
-    assert ui_stack.wait_dag_run(SINGLE, run_id, RUN_TIMEOUT) == "failed", explain(ui_stack, SINGLE, run_id)
+    # A real failed KFP run whose display name (KFP text on both pages) is a payload.
+    ui_stack.add_dag_file(DAGS / f"{XSS_DAG}.py")
+    ui_stack.wait_dag_parsed(XSS_DAG, 120, file_name=f"{XSS_DAG}.py")
+    (tmp_path / "xss.flag").write_text("fail\n")
+    run_id = ui_stack.trigger_dag(XSS_DAG, conf={"work": str(tmp_path), "run_name": PAYLOADS[0]})
+    assert ui_stack.wait_dag_run(XSS_DAG, run_id, RUN_TIMEOUT) == "failed", explain(ui_stack, XSS_DAG, run_id)
+    [kfp_run] = kfp_runs(kfp_stand_in, dag_id=XSS_DAG, run_id=run_id)
 
     driver = chromium(tmp_path, network_log=True)
     try:
@@ -110,7 +112,7 @@ def test_no_payload_runs_on_any_route_and_every_html_response_has_the_csp(
 
         log_in(driver, ui_stack)
         driver.get_log("performance")
-        real = {"dag_id": SINGLE, "run_id": run_id, "task_id": "train", "map_index": "-1"}
+        real = {"dag_id": XSS_DAG, "run_id": run_id, "task_id": "train", "map_index": "-1"}
         seen: list[dict] = []
         checked = {"html": 0, "json": 0}
         for kind, url, payload in _urls(ui_stack.base_url, real):
@@ -125,19 +127,19 @@ def test_no_payload_runs_on_any_route_and_every_html_response_has_the_csp(
             seen += _document_responses(driver)
             checked[kind] += 1
 
-        # KFP's error text with a payload, on the real task's page and the DAG run's page.
+        # KFP's text with a payload (the run's name), on the real task's page and the DAG run's page.
         for path in (
-            f"/kfp-bridge/ti/{SINGLE}/{quote(run_id, safe='')}/train?map_index=-1",
-            f"/kfp-bridge/dag-run/{SINGLE}/{quote(run_id, safe='')}",
+            f"/kfp-bridge/ti/{XSS_DAG}/{quote(run_id, safe='')}/train?map_index=-1",
+            f"/kfp-bridge/dag-run/{XSS_DAG}/{quote(run_id, safe='')}",
         ):
             driver.get(ui_stack.base_url + path)
+            time.sleep(0.1)
             assert _pwned(driver) is None and _injected_elements(driver) == 0, path
+            link = driver.find_element(By.CSS_SELECTOR, "a.kfp-link")
+            assert link.text == PAYLOADS[0], driver.find_element(By.TAG_NAME, "body").text
+            assert link.get_attribute("href").endswith(f"/#/runs/details/{kfp_run.run_id}")
             seen += _document_responses(driver)
-        driver.get(f"{ui_stack.base_url}/kfp-bridge/ti/{SINGLE}/{quote(run_id, safe='')}/train?map_index=-1")
-        row = driver.find_element(By.CSS_SELECTOR, "tr[data-step='check-flag']")
-        assert row.get_attribute("data-state") == "FAILED"
-        assert f"flag file {work / 'single.flag'} is present" in row.text  # the payload, as text
-        seen += _document_responses(driver)
+        assert "check-flag" in driver.find_element(By.CSS_SELECTOR, "tr[data-task='train']").text
         blocked = [
             e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]
         ]
@@ -147,7 +149,7 @@ def test_no_payload_runs_on_any_route_and_every_html_response_has_the_csp(
 
     ours = [r for r in seen if "/kfp-bridge/" in r["url"]]
     html = [r for r in ours if r["mime"] == "text/html"]
-    assert len(html) == checked["html"] + 3 and len(ours) == sum(checked.values()) + 3, (len(html), checked)
+    assert len(html) == checked["html"] + 2 and len(ours) == sum(checked.values()) + 2, (len(html), checked)
     assert checked == {"html": 6 * (len(PAYLOADS) + 1), "json": 8 * (len(PAYLOADS) + 1)}
     for response in html:
         csp = response["headers"].get("content-security-policy", "")
