@@ -104,9 +104,13 @@ class PipInstall:
 
     def uv_args(self) -> list[str]:
         args: list[str] = []
-        for option in self.options:
+        options = list(self.options)
+        while options:
+            option = options.pop(0)
             if option == "--pre":
                 args += ["--prerelease", "allow"]
+            elif option == "--trusted-host" and options and options[0].startswith("file:"):
+                options.pop(0)  # the SDK trusts every index URL; uv rejects a file: one, and TLS has no say there
             else:
                 args.append(_UV_SPELLING.get(option, option))
         return [*args, *self.requirements] + (["--quiet"] if self.quiet else [])
@@ -205,7 +209,7 @@ class Environments:
             "installs": [{"requirements": sorted(i.requirements), "options": list(i.options)} for i in installs],
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
-        names = [re.split(r"[^A-Za-z0-9_.-]", r, maxsplit=1)[0] for i in installs for r in i.requirements]
+        names = sorted(re.split(r"[^A-Za-z0-9_.-]", r, maxsplit=1)[0] for i in installs for r in i.requirements)
         label = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(n for n in names if n))[:40].strip("-.")
         return f"{label}-{digest}" if label else digest
 
