@@ -48,13 +48,14 @@ def test_restart_keeps_state_and_fails_interrupted_runs(tmp_path):
         assert sorted(v.display_name for v in versions) == ["kept-pipeline", "kept-v2"]
         done = client.get_run(finished.run_id)
         assert done.state == "SUCCEEDED"
-        assert {t.display_name: t.state for t in done.run_details.task_details} == {"add": "SUCCEEDED",
-                                                                                    "double": "SUCCEEDED"}
+        # Argo-node task details (fidelity K3): the steps are the add/double DAG nodes.
+        assert {t.display_name: t.state for t in done.run_details.task_details
+                if t.display_name in ("add", "double")} == {"add": "SUCCEEDED", "double": "SUCCEEDED"}
 
         stopped = client.get_run(interrupted.run_id)
         assert stopped.state == "FAILED"
-        assert "server restarted while this run was executing" in stopped.error.message
-        assert ":retry" in stopped.error.message
+        # KFP 2.17 carries no error text on a run (fidelity K4); the old message was stand-in-only.
+        assert stopped.error is None
         assert tasks_by_name(stopped)["sleep-and-record"][0].state == "FAILED"
         # The orphaned run process group was reaped by the new server.
         import psutil
@@ -64,4 +65,4 @@ def test_restart_keeps_state_and_fails_interrupted_runs(tmp_path):
         client.runs.run_service_retry_run(run_id=interrupted.run_id)
         assert client.get_run(interrupted.run_id).state == "RUNNING"
         client.terminate_run(interrupted.run_id)
-        assert wait_for_state(client, interrupted.run_id, {"CANCELED"}, timeout=10).state == "CANCELED"
+        assert wait_for_state(client, interrupted.run_id, timeout=10).state == "FAILED"  # terminated (K2)
