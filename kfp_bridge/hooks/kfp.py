@@ -417,6 +417,88 @@ class KfpHook(BaseHook):
         api = self._api("RunServiceApi")
         self._call(f"terminate run {run_id}", api.run_service_terminate_run, run_id)
 
+    def pipeline_spec_of(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """The compiled spec a run executes (for step paths): its own, else its pipeline version's."""
+        if isinstance(run.get("pipeline_spec"), dict):
+            return run["pipeline_spec"]
+        reference = run.get("pipeline_version_reference") or {}
+        pipeline_id, version_id = reference.get("pipeline_id"), reference.get("pipeline_version_id")
+        if not pipeline_id or not version_id:
+            return None
+        cache = self.__dict__.setdefault("_specs", {})
+        if version_id not in cache:
+            api = self._api("PipelineServiceApi")
+            try:
+                version = self._call(
+                    f"get pipeline version {version_id}", api.pipeline_service_get_pipeline_version, pipeline_id, version_id
+                )
+            except KfpApiError as err:
+                self.log.warning("Could not read the pipeline spec of run %s (%s); steps named by node", run.get("run_id"), err)
+                return None
+            cache[version_id] = version.pipeline_spec
+        return cache[version_id]
+
+    # ----- executor logs (optional Kubernetes connection to the profile namespace) -------------------
+    def log_location_hint(self, run_id: str) -> str:
+        """Where a failed step's log is when the message cannot carry it ({step}/{node} filled in later)."""
+        namespace = self.settings.namespace or "<profile namespace>"
+        return (
+            f"its log: kubectl logs -n {namespace} -l pipeline/runid={run_id} -c main, the pod annotated "
+            "workflows.argoproj.io/node-name={node} (or the step's Logs tab in the KFP UI); "
+            "set kubernetes_conn_id to show the last lines here."
+        )
+
+    def step_log_tails(
+        self,
+        run_id: str,
+        steps: Any,
+        *,
+        kubernetes_conn_id: str,
+        lines: int = 20,
+        namespace: str | None = None,
+        spec: dict[str, Any] | None = None,
+    ) -> dict[str, str]:
+        """{step path: last ``lines`` of its executor pod's ``main`` container log}.
+
+        Pods are found by KFP's ``pipeline/runid`` label and matched to steps by Argo's node-name
+        annotation. Best effort: a step whose log cannot be read gets a line saying why.
+        """
+        from kfp_bridge.utils.steps import NODE_NAME_ANNOTATION, RUN_ID_LABEL, step_of_node_name
+
+        wanted = {step.name: step for step in steps}
+        if not wanted:
+            return {}
+        try:
+            from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+            k8s = KubernetesHook(conn_id=kubernetes_conn_id)
+            core = k8s.core_v1_client
+            ns = namespace or self.settings.namespace or k8s.get_namespace() or "default"
+            pods = core.list_namespaced_pod(ns, label_selector=f"{RUN_ID_LABEL}={run_id}", _request_timeout=30).items
+        except Exception as err:
+            reason = f"(could not list the run's pods through connection '{kubernetes_conn_id}': {_describe(err)})"
+            return dict.fromkeys(wanted, reason)
+        latest: dict[str, Any] = {}
+        for pod in pods:
+            node_name = (pod.metadata.annotations or {}).get(NODE_NAME_ANNOTATION) or ""
+            path = next((name for name, step in wanted.items() if step.node_name and step.node_name == node_name), None)
+            path = path or step_of_node_name(node_name, spec)
+            if path in wanted and (path not in latest or _created_at(pod) >= _created_at(latest[path])):
+                latest[path] = pod
+        tails: dict[str, str] = {}
+        for path in wanted:
+            pod = latest.get(path)
+            if pod is None:
+                tails[path] = f"(no pod labelled {RUN_ID_LABEL}={run_id} belongs to this step in namespace {ns})"
+                continue
+            try:
+                tails[path] = core.read_namespaced_pod_log(
+                    pod.metadata.name, ns, container="main", tail_lines=lines, _request_timeout=30
+                ) or "(the log is empty)"
+            except Exception as err:
+                tails[path] = f"(could not read the log of pod {pod.metadata.name}: {_describe(err)})"
+        return tails
+
     # ----- experiments and pipelines -----------------------------------------------------------
     def ensure_experiment(self, name: str) -> str:
         """The id of experiment ``name``, creating it if needed (a concurrent create is fine)."""
@@ -590,6 +672,24 @@ class KfpHook(BaseHook):
             params["namespace"] = settings.namespace
         return await self._arequest("GET", f"{API}/runs", "list runs", params=params)
 
+    async def apipeline_spec_of(self, run: dict[str, Any]) -> dict[str, Any] | None:
+        """Async :meth:`pipeline_spec_of`."""
+        if isinstance(run.get("pipeline_spec"), dict):
+            return run["pipeline_spec"]
+        reference = run.get("pipeline_version_reference") or {}
+        pipeline_id, version_id = reference.get("pipeline_id"), reference.get("pipeline_version_id")
+        if not pipeline_id or not version_id:
+            return None
+        try:
+            version = await self._arequest(
+                "GET", f"{API}/pipelines/{pipeline_id}/versions/{version_id}", f"get pipeline version {version_id}"
+            )
+        except KfpApiError as err:
+            self.log.warning("Could not read the pipeline spec of run %s (%s); steps named by node", run.get("run_id"), err)
+            return None
+        spec = version.get("pipeline_spec")
+        return spec if isinstance(spec, dict) else None
+
     async def aterminate_run(self, run_id: str) -> None:
         await self._arequest("POST", f"{API}/runs/{run_id}:terminate", f"terminate run {run_id}")
 
@@ -611,6 +711,11 @@ class KfpHook(BaseHook):
         client = self.__dict__.pop("_async_client", None)
         if client is not None:
             await client.aclose()
+
+
+def _created_at(pod: Any) -> str:
+    value = getattr(pod.metadata, "creation_timestamp", None)
+    return value.isoformat() if hasattr(value, "isoformat") else str(value or "")
 
 
 def _final(run: dict[str, Any]) -> bool:

@@ -21,8 +21,8 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 from kfp_bridge.links.kfp import KfpRunLink
-from kfp_bridge.utils.run_tags import run_tag
-from kfp_bridge.utils.states import RunState, RunStatus
+from kfp_bridge.utils.run_tags import TaskIdentity, task_identity
+from kfp_bridge.utils.states import RunStatus
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,10 +30,9 @@ if TYPE_CHECKING:
     from kfp_bridge.hooks.kfp import KfpHook
 
 RUN_ID_KEY = "kfp_run_id"
+# {"run_id", "reason"} of a run this task terminated (kill, timeout): KFP 2.17 stores it FAILED (K2).
+TERMINATED_KEY = "kfp_terminated_by_airflow"
 ON_RERUN_CHOICES = ("retry", "new_run")
-# After KFP accepts a retry, the run must leave FAILED/CANCELED within this long (kubeflow/pipelines#11329).
-RETRY_CONFIRM_SECONDS = 60.0
-CANCEL_WAIT_SECONDS = 30.0
 
 
 class KfpRunError(RuntimeError):
@@ -60,6 +59,10 @@ class KfpRunOperator(BaseOperator):
     :param on_rerun: when this task runs again and its previous run FAILED or was CANCELED:
         ``"retry"`` (default) asks KFP to rerun only the failed steps of that run; ``"new_run"`` submits a new run.
     :param service_account: Kubernetes service account the run's pods use (default: KFP's).
+    :param kubernetes_conn_id: optional ``kubernetes`` connection to the profile namespace: when set, a
+        failure message carries the last lines of each failed step's ``main`` container log (RBAC:
+        pods list, pods/log get; deploy/rbac/kfp-profile-access.yaml). Without it the message says
+        where the log is.
     """
 
     template_fields: Sequence[str] = ("pipeline", "run_name", "experiment", "namespace", "pipeline_params")
@@ -82,6 +85,7 @@ class KfpRunOperator(BaseOperator):
         enable_caching: bool | None = None,
         on_rerun: str = "retry",
         service_account: str | None = None,
+        kubernetes_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         # Airflow merges DAG-level params into ``params``; the pipeline's own values are kept apart
@@ -99,13 +103,16 @@ class KfpRunOperator(BaseOperator):
         self.enable_caching = enable_caching
         self.on_rerun = on_rerun
         self.service_account = service_account
+        self.kubernetes_conn_id = kubernetes_conn_id
         self._run_id: str | None = None
         self._hook: KfpHook | None = None
+        self._store: Any = None
+        self._spec: dict[str, Any] | None = None
 
     @classmethod
     def get_serialized_fields(cls) -> frozenset[str]:
         # The on-call view (kfp_bridge.plugins) reads the task's connection from the serialized DAG.
-        return super().get_serialized_fields() | {"kfp_conn_id"}
+        return super().get_serialized_fields() | {"kfp_conn_id", "kubernetes_conn_id"}
 
     # ----- execute ------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
@@ -113,15 +120,18 @@ class KfpRunOperator(BaseOperator):
         # submitting from logging "XCom not found" errors that would mislead on-call.
         KfpRunLink.persist(context, "")
         prepared = self._prepare(context)  # every check that can fail happens before any side effect
+        self._spec = prepared["spec"]
         hook = self._get_hook()
-        tag = run_tag(context["dag"].dag_id, self.task_id, context["run_id"], _map_index(context))
-        store = context.get("task_state_store")
+        hook.check_namespace()  # a multi-user KFP without a namespace: fail before creating anything
+        identity = self._identity(context)
+        store = self._store = context.get("task_state_store")
 
-        run = self._previous_run(hook, store, tag)
+        run, found_by = hook.find_task_run(identity, store.get(RUN_ID_KEY) if store is not None else None)
         if run is not None:
-            run = self._resume(hook, run, context, prepared, tag)
+            self.log.info("Found this task's KFP run %s by its %s", run["run_id"], found_by)
+            run = self._resume(hook, run, context, prepared, identity)
         else:
-            run = self._submit(hook, context, prepared, tag)
+            run = self._submit(hook, context, prepared, identity)
         run_id = run["run_id"]
         self._run_id = run_id
         if store is not None:
@@ -131,7 +141,7 @@ class KfpRunOperator(BaseOperator):
         KfpRunLink.persist(context, url)
         self.log.info("KFP run %s: %s", run_id, url)
 
-        status = RunStatus.from_api(run)
+        status = RunStatus.from_api(run, self._spec)
         if status.is_terminal:
             return self._finish(hook, status)
         if self.deferrable:
@@ -141,12 +151,16 @@ class KfpRunOperator(BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or "status" not in event:
             raise KfpRunError(f"The KFP trigger returned no usable event ({event!r}).")
+        self._store = context.get("task_state_store")
         run_id = event.get("run_id") or self._stored_run_id(context)
         self._run_id = run_id
-        if event["status"] in ("error", "timeout"):
+        if event["status"] == "error":
             raise KfpRunError(event.get("message") or f"Waiting for KFP run {run_id} failed.")
         hook = self._get_hook()
-        return self._finish(hook, RunStatus.from_api(hook.get_run(run_id)))
+        run = hook.get_run(run_id)
+        if event["status"] == "timeout":
+            self._record_terminated(run_id, f"timeout={self.timeout} passed")
+        return self._finish(hook, self._status(hook, run))
 
     def on_kill(self) -> None:
         """The task was killed while waiting synchronously: terminate the KFP run too.
@@ -155,24 +169,44 @@ class KfpRunOperator(BaseOperator):
         """
         if not self._run_id:
             return
-        from kfp_bridge.hooks.kfp import KfpApiError
+        self._terminate(self._run_id, "the task was killed")
 
-        hook = self._get_hook()
+    def _terminate(self, run_id: str, reason: str) -> dict[str, Any] | None:
+        """Terminate and wait (the hook's lifecycle step); recorded so the run is never blamed on a step."""
+        self.log.info("Terminating KFP run %s: %s (terminated by Airflow)", run_id, reason)
+        self._record_terminated(run_id, reason)
         try:
-            self.log.info("Terminating KFP run %s because the task was killed", self._run_id)
-            try:
-                hook.terminate_run(self._run_id)
-            except KfpApiError as err:
-                if err.status != 400:  # 400: the run had already finished; nothing to stop
-                    raise
-            give_up = time.monotonic() + CANCEL_WAIT_SECONDS
-            status = RunStatus.from_api(hook.get_run(self._run_id))
-            while time.monotonic() < give_up and not status.is_terminal:
-                time.sleep(1.0)
-                status = RunStatus.from_api(hook.get_run(self._run_id))
-            self.log.info("KFP run %s is %s", self._run_id, status.state.value)
+            run = self._get_hook().terminate_and_wait(run_id)
         except Exception:
-            self.log.exception("Could not terminate KFP run %s", self._run_id)
+            self.log.exception("Could not terminate KFP run %s", run_id)
+            return None
+        self.log.info(
+            "KFP run %s is %s: terminated by Airflow (%s); no step failed", run_id, run.get("state"), reason
+        )
+        return run
+
+    def _record_terminated(self, run_id: str, reason: str) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.set(TERMINATED_KEY, {"run_id": run_id, "reason": reason})
+        except Exception:  # best effort: the log line above already says it
+            self.log.warning("Could not record that KFP run %s was terminated by Airflow", run_id, exc_info=True)
+
+    def _terminated_reason(self, run_id: str) -> str | None:
+        if self._store is None:
+            return None
+        try:
+            record = self._store.get(TERMINATED_KEY)
+        except Exception:
+            return None
+        if isinstance(record, dict) and record.get("run_id") == run_id:
+            return str(record.get("reason") or "terminated")
+        return None
+
+    def _status(self, hook: KfpHook, run: dict[str, Any]) -> RunStatus:
+        spec = self._spec or hook.pipeline_spec_of(run)
+        return RunStatus.from_api(run, spec, terminated_by_airflow=self._terminated_reason(run.get("run_id") or ""))
 
     # ----- preparation (no side effects) ------------------------------------------------------------
     def _prepare(self, context: Context) -> dict[str, Any]:
@@ -202,6 +236,9 @@ class KfpRunOperator(BaseOperator):
             "version_name": pipelines.version_name(spec),
         }
 
+    def _identity(self, context: Context) -> TaskIdentity:
+        return task_identity(context["dag"].dag_id, self.task_id, context["run_id"], _map_index(context))
+
     def _get_hook(self) -> KfpHook:
         if self._hook is None:
             from kfp_bridge.hooks.kfp import KfpHook
@@ -210,28 +247,11 @@ class KfpRunOperator(BaseOperator):
             self._hook.settings  # noqa: B018 - fail now on a missing or malformed connection
         return self._hook
 
-    # ----- finding and resuming the previous run ------------------------------------------------------
-    def _previous_run(self, hook: KfpHook, store: Any, tag: str) -> dict[str, Any] | None:
-        from kfp_bridge.hooks.kfp import KfpApiError
-
-        run_id = store.get(RUN_ID_KEY) if store is not None else None
-        if run_id:
-            try:
-                return hook.get_run(run_id)
-            except KfpApiError as err:
-                if err.status != 404:
-                    raise
-                self.log.warning("Saved KFP run %s no longer exists; looking for the task's runs by tag", run_id)
-        runs = hook.find_runs_by_tag(tag)
-        if runs:
-            self.log.info("Found this task's KFP run %s by its tag (the id was not saved yet)", runs[0]["run_id"])
-            return runs[0]
-        return None
-
+    # ----- resuming the previous run ------------------------------------------------------------------
     def _resume(
-        self, hook: KfpHook, run: dict[str, Any], context: Context, prepared: dict[str, Any], tag: str
+        self, hook: KfpHook, run: dict[str, Any], context: Context, prepared: dict[str, Any], identity: TaskIdentity
     ) -> dict[str, Any]:
-        status = RunStatus.from_api(run)
+        status = self._status(hook, run)
         if not status.is_terminal:
             self.log.info("Reattaching to KFP run %s (%s); no new run", status.run_id, status.state.value)
             return run
@@ -240,48 +260,22 @@ class KfpRunOperator(BaseOperator):
             return run
         if self.on_rerun == "new_run":
             self.log.info("Previous KFP run %s ended %s; on_rerun='new_run' submits a new run", status.run_id, status.state.value)
-            return self._submit(hook, context, prepared, tag)
+            return self._submit(hook, context, prepared, identity)
         self.log.info(
             "Previous KFP run %s ended %s (%s); asking KFP to retry only the failed steps",
             status.run_id,
             status.state.value,
             _why_it_failed(status),
         )
-        self._request_retry(hook, status.run_id)
-        return self._confirm_retry(hook, status.run_id)
+        from kfp_bridge.hooks.kfp import KfpRetryError
 
-    def _request_retry(self, hook: KfpHook, run_id: str) -> None:
-        """Ask KFP to retry; a 409 means the run is still shutting down (KFP answers Aborted), so wait."""
-        from kfp_bridge.hooks.kfp import KfpApiError
-
-        give_up = time.monotonic() + RETRY_CONFIRM_SECONDS
-        while True:
-            try:
-                hook.retry_run(run_id)
-                return
-            except KfpApiError as err:
-                if err.status != 409 or time.monotonic() >= give_up:
-                    raise
-                self.log.info("KFP run %s is not ready to be retried yet (%s); trying again", run_id, err.server_message)
-                time.sleep(1.0)
-
-    def _confirm_retry(self, hook: KfpHook, run_id: str) -> dict[str, Any]:
-        give_up = time.monotonic() + RETRY_CONFIRM_SECONDS
-        while True:
-            run = hook.get_run(run_id)
-            state = RunState.parse(run.get("state"))
-            if state not in (RunState.FAILED, RunState.CANCELED):
-                return run
-            if time.monotonic() >= give_up:
-                raise KfpRunError(
-                    f"KFP accepted the retry of run {run_id} but it is still {state.value} after "
-                    f"{RETRY_CONFIRM_SECONDS:.0f}s (a known KFP backend issue, kubeflow/pipelines#11329). "
-                    "Check the run in the KFP UI; clear the task with on_rerun='new_run' to start afresh."
-                )
-            time.sleep(1.0)
+        try:
+            return hook.retry_and_confirm(status.run_id)
+        except KfpRetryError as err:
+            raise KfpRunError(str(err)) from None
 
     # ----- submitting ------------------------------------------------------------------------------
-    def _submit(self, hook: KfpHook, context: Context, prepared: dict[str, Any], tag: str) -> dict[str, Any]:
+    def _submit(self, hook: KfpHook, context: Context, prepared: dict[str, Any], identity: TaskIdentity) -> dict[str, Any]:
         experiment_id = hook.ensure_experiment(self.experiment)
         pipeline_id, version_id, uploaded = hook.ensure_pipeline_version(
             prepared["spec"], pipeline_name=prepared["pipeline_name"], version_name=prepared["version_name"]
@@ -295,13 +289,13 @@ class KfpRunOperator(BaseOperator):
         body: dict[str, Any] = {
             "experiment_id": experiment_id,
             "display_name": self.run_name or self._default_run_name(context, prepared["pipeline_name"]),
-            "description": tag,
+            "description": identity.tag,
             "pipeline_version_reference": {"pipeline_id": pipeline_id, "pipeline_version_id": version_id},
             "runtime_config": {"parameters": prepared["params"]},
         }
         if self.service_account:
             body["service_account"] = self.service_account
-        run = hook.create_run(body, tag=tag)
+        run = hook.create_run(body, tag=identity.tag)
         self.log.info("Created KFP run %s (%s)", run["run_id"], body["display_name"])
         return run
 
@@ -340,27 +334,31 @@ class KfpRunOperator(BaseOperator):
         last_progress = None
         while True:
             try:
-                status = RunStatus.from_api(hook.get_run(run_id))
+                run = hook.get_run(run_id)
             except KfpApiError as err:
                 if err.status not in TRANSIENT_HTTP_STATUSES and err.status != 0:
                     raise
                 self.log.warning("KFP API unavailable (%s); still waiting for run %s", err, run_id)
                 time.sleep(self.poll_interval)
                 continue
+            status = self._status(hook, run)
             if status.progress_key() != last_progress:
                 last_progress = status.progress_key()
                 self.log.info(status.progress_line())
             if status.is_terminal:
                 return status
             if deadline is not None and time.time() >= deadline:
-                self.on_kill()
-                raise KfpRunError(f"KFP run {run_id} did not finish within timeout={self.timeout}; it was terminated.")
+                final = self._terminate(run_id, f"timeout={self.timeout} passed") or run
+                raise KfpRunError(self._failure_message(hook, self._status(hook, final)))
             time.sleep(self.poll_interval)
 
     # ----- result ------------------------------------------------------------------------------
     def _finish(self, hook: KfpHook, status: RunStatus) -> dict[str, Any]:
         if not status.is_success:
-            raise KfpRunError(status.failure_message())
+            raise KfpRunError(self._failure_message(hook, status))
+        cached = [step.name for step in status.steps if step.cached]
+        if cached:
+            self.log.info("KFP served %d step(s) from its cache (not run again): %s", len(cached), ", ".join(cached))
         return {
             "run_id": status.run_id,
             "state": status.state.value,
@@ -370,6 +368,16 @@ class KfpRunOperator(BaseOperator):
             "steps": status.step_states(),
         }
 
+    def _failure_message(self, hook: KfpHook, status: RunStatus) -> str:
+        """The failed steps by pipeline path with the run link, and each one's log tail (or where it is)."""
+        tails: dict[str, str] = {}
+        if status.failed_steps and self.kubernetes_conn_id:
+            tails = hook.step_log_tails(
+                status.run_id, status.failed_steps, kubernetes_conn_id=self.kubernetes_conn_id, spec=self._spec
+            )
+        hint = hook.log_location_hint(status.run_id)
+        return status.failure_message(run_url=hook.settings.run_url(status.run_id), log_tails=tails, log_hint=hint)
+
     def _stored_run_id(self, context: Context) -> str | None:
         store = context.get("task_state_store")
         return store.get(RUN_ID_KEY) if store is not None else None
@@ -377,6 +385,10 @@ class KfpRunOperator(BaseOperator):
 
 def _why_it_failed(status: RunStatus) -> str:
     """The failed steps, or, when no step failed (e.g. KFP lost the run's pods), the run's own error."""
+    if status.terminated == "airflow":
+        return f"terminated by Airflow: {status.terminated_by_airflow}"
+    if status.terminated == "elsewhere":
+        return "terminated outside Airflow"
     if status.failed_steps:
         return "failed steps: " + ", ".join(step.name for step in status.failed_steps)
     return f"no step failed; run error: {status.error or 'none reported'}"

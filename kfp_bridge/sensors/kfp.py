@@ -41,9 +41,11 @@ class KfpRunSensor(BaseSensorOperator):
         self._link_pushed = False
 
     def _hook(self) -> Any:
-        from kfp_bridge.hooks.kfp import KfpHook
+        if self.__dict__.get("_kfp_hook") is None:
+            from kfp_bridge.hooks.kfp import KfpHook
 
-        return KfpHook(kfp_conn_id=self.kfp_conn_id)
+            self.__dict__["_kfp_hook"] = KfpHook(kfp_conn_id=self.kfp_conn_id)
+        return self.__dict__["_kfp_hook"]
 
     def _check_run_id(self) -> None:
         if not isinstance(self.run_id, str) or not self.run_id.strip():
@@ -55,7 +57,7 @@ class KfpRunSensor(BaseSensorOperator):
         KfpRunLink.persist(context, hook.settings.run_url(self.run_id))
         if not self.deferrable:
             return super().execute(context)
-        status = RunStatus.from_api(hook.get_run(self.run_id))
+        status = self._status()
         if status.is_terminal:
             return self._decide(status)
         from kfp_bridge.triggers.kfp import KfpRunTrigger
@@ -73,16 +75,26 @@ class KfpRunSensor(BaseSensorOperator):
         )
 
     def poke(self, context: Context) -> bool:
-        status = RunStatus.from_api(self._hook().get_run(self.run_id))
+        status = self._status()
         self.log.info(status.progress_line())
         return bool(status.is_terminal and self._decide(status))
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         if not event or event.get("status") in ("error", "timeout", None):
             raise RuntimeError((event or {}).get("message") or f"Waiting for KFP run {self.run_id} failed.")
-        return self._decide(RunStatus.from_api(self._hook().get_run(self.run_id)))
+        return self._decide(self._status())
+
+    def _status(self) -> RunStatus:
+        hook = self._hook()
+        run = hook.get_run(self.run_id)
+        return RunStatus.from_api(run, hook.pipeline_spec_of(run))
 
     def _decide(self, status: RunStatus) -> dict[str, Any]:
         if not status.is_success:
-            raise RuntimeError(status.failure_message())
+            hook = self._hook()
+            raise RuntimeError(
+                status.failure_message(
+                    run_url=hook.settings.run_url(status.run_id), log_hint=hook.log_location_hint(status.run_id)
+                )
+            )
         return {"run_id": status.run_id, "state": status.state.value, "steps": status.step_states()}

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, TaskGroup
 
 from kfp_bridge.operators.kfp import KfpRunOperator
-from kfp_bridge.utils.run_tags import run_tag
+from kfp_bridge.utils.run_tags import task_identity
 from kfp_bridge.utils.states import RunState, RunStatus
 
 if TYPE_CHECKING:
@@ -144,11 +144,14 @@ def step_outcome(status: RunStatus, step: str) -> StepOutcome:
     failed = [entry for entry in entries if entry.state in (RunState.FAILED, RunState.CANCELED)]
     if failed:
         last = failed[-1]
-        return StepOutcome(
-            "failed",
-            f"step '{step}' {last.state.value} in KFP run {status.run_id}: {last.error or 'no error message reported'}",
-            final=False,
-        )
+        inner = [s.name for s in status.failed_steps if s.name == step or s.name.startswith((f"{step}/", f"{step}["))]
+        if status.terminated:
+            why = "the run was terminated " + ("by Airflow" if status.terminated == "airflow" else "outside Airflow")
+        elif inner and inner != [step]:
+            why = "failed steps inside it: " + ", ".join(inner)
+        else:
+            why = last.error or "see the KFP run task's log for the step's log"
+        return StepOutcome("failed", f"step '{step}' {last.state.value} in KFP run {status.run_id}: {why}", final=False)
     if status.is_success:
         return StepOutcome(
             "skipped", f"step '{step}' was not executed in KFP run {status.run_id} (it {status.state.value})"
@@ -199,24 +202,24 @@ class KfpStepSensor(BaseSensorOperator):
         hook = self._hook()
         ti = context["ti"]
         map_index = getattr(ti, "map_index", None)
-        tag = run_tag(
+        identity = task_identity(
             context["dag"].dag_id,
             self.run_task_id,
             context["run_id"],
             map_index if isinstance(map_index, int) else None,
         )
-        runs = hook.find_runs_by_tag(tag)
-        if not runs:
+        run, _ = hook.find_task_run(identity)
+        if run is None:
             state = self._run_task_state(context)
             if state in _FINISHED_TASK_STATES:
                 raise AirflowFailException(
                     f"Task {self.run_task_id} ended {state} without a KFP run, so step '{self.step}' never ran."
                 )
             self.log.info(
-                "No KFP run for %s yet (task %s is %s)", tag, self.run_task_id, state or "not started"
+                "No KFP run for %s yet (task %s is %s)", identity.tag, self.run_task_id, state or "not started"
             )
             return False
-        status = RunStatus.from_api(hook.get_run(runs[0]["run_id"]))
+        status = RunStatus.from_api(run, hook.pipeline_spec_of(run))
         outcome = step_outcome(status, self.step)
         self.log.info("%s", outcome.message)
         if outcome.action == "wait":

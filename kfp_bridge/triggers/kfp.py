@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from functools import cached_property
 from typing import Any
@@ -11,7 +10,7 @@ from kfp_bridge.triggers.base import PollingTrigger, keep_cancellation
 from kfp_bridge.utils.retry import TRANSIENT_HTTP_STATUSES
 from kfp_bridge.utils.states import RunStatus
 
-# How long on_kill waits for the run to reach CANCELED after asking KFP to terminate it.
+# How long on_kill waits for the run to be final after asking KFP to terminate it.
 CANCEL_WAIT_SECONDS = 30.0
 
 
@@ -43,6 +42,8 @@ class KfpRunTrigger(PollingTrigger):
         self._last_progress: tuple | None = None
         self._subscription: Any = None
         self._api_down_since: float | None = None  # monotonic time the current outage was first seen
+        self._spec: dict[str, Any] | None = None  # the run's pipeline spec, for step paths
+        self._spec_read = False
 
     def serialize_kwargs(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "kfp_conn_id": self.kfp_conn_id, **super().serialize_kwargs()}
@@ -58,7 +59,11 @@ class KfpRunTrigger(PollingTrigger):
         from kfp_bridge.triggers.kfp_poller import ApiDelayed
 
         try:
-            status = RunStatus.from_api(await self._next_snapshot())
+            run = await self._next_snapshot()
+            if not self._spec_read:
+                self._spec_read = True
+                self._spec = await self.hook.apipeline_spec_of(run)
+            status = RunStatus.from_api(run, self._spec)
         except ApiDelayed as delayed:
             self._note_api_down(str(delayed))
             return None
@@ -109,31 +114,28 @@ class KfpRunTrigger(PollingTrigger):
         """Nothing to wait for: ``poll_once`` already waits for the poller's next look."""
 
     async def on_timeout(self) -> dict[str, Any]:
-        await self._terminate_and_wait()
+        await self._terminate_and_wait("the task's timeout passed")
         return {
             "status": "timeout",
             "run_id": self.run_id,
-            "message": f"KFP run {self.run_id} did not finish before the task's timeout; it was terminated.",
+            "message": f"KFP run {self.run_id} did not finish before the task's timeout; it was terminated by Airflow.",
         }
 
     async def on_kill(self) -> None:
         """The task was killed while deferred: the KFP run must not keep running (apache/airflow#36090)."""
-        await self._terminate_and_wait()
+        await self._terminate_and_wait("the task was killed")
 
-    async def _terminate_and_wait(self) -> None:
+    async def _terminate_and_wait(self, reason: str) -> None:
         status = RunStatus.from_api(await self.hook.aget_run(self.run_id))
         if status.is_terminal:
             return
-        self.log.info("Terminating KFP run %s", self.run_id)
-        await self.hook.aterminate_run(self.run_id)
-        give_up = time.monotonic() + CANCEL_WAIT_SECONDS
-        while time.monotonic() < give_up:
-            status = RunStatus.from_api(await self.hook.aget_run(self.run_id))
-            if status.is_terminal:
-                self.log.info("KFP run %s is %s", self.run_id, status.state.value)
-                return
-            await asyncio.sleep(1.0)
-        self.log.warning("KFP run %s still %s after terminate", self.run_id, status.state.value)
+        self.log.info("Terminating KFP run %s: %s (terminated by Airflow)", self.run_id, reason)
+        run = await self.hook.aterminate_and_wait(self.run_id, wait_seconds=CANCEL_WAIT_SECONDS)
+        state = run.get("state")
+        if state in ("FAILED", "CANCELED", "SUCCEEDED", "SKIPPED"):
+            self.log.info("KFP run %s is %s: terminated by Airflow (%s); no step failed", self.run_id, state, reason)
+        else:
+            self.log.warning("KFP run %s still %s after terminate", self.run_id, state)
 
     async def close(self) -> None:
         if self._subscription is not None:

@@ -13,19 +13,21 @@ import pytest
 
 from kfp_bridge.operators import kfp as kfp_operator
 from kfp_bridge.operators.kfp import KfpRunOperator
+from kfp_bridge.utils.run_tags import task_identity
 
 
 class RetryingHook:
-    """Records retry_run; get_run answers with the run already RUNNING again."""
+    """Records retry_and_confirm, which answers with the run already RUNNING again."""
 
     def __init__(self) -> None:
         self.retried: list[str] = []
 
-    def retry_run(self, run_id: str) -> None:
+    def retry_and_confirm(self, run_id: str) -> dict:
         self.retried.append(run_id)
-
-    def get_run(self, run_id: str) -> dict:
         return {"run_id": run_id, "state": "RUNNING"}
+
+    def pipeline_spec_of(self, run: dict) -> None:
+        return None
 
 
 def _run(error: str | None, steps: list[tuple[str, str, str | None]]) -> dict:
@@ -66,7 +68,7 @@ def test_retry_names_why_the_previous_run_failed(run, expected, caplog, capfd, m
     operator = KfpRunOperator(task_id="t", pipeline="p.yaml")
     hook = RetryingHook()
     with caplog.at_level(logging.INFO):
-        resumed = operator._resume(hook, run, context={}, prepared={}, tag="tag")
+        resumed = operator._resume(hook, run, context={}, prepared={}, identity=task_identity("d", "t", "r", None, "i"))
     assert hook.retried == ["r1"]
     assert resumed["state"] == "RUNNING"
     out = capfd.readouterr()
