@@ -1,10 +1,14 @@
 """KServeRolloutOperator against the kube stand-in with real KServe model servers.
 
-Smoke-test failure, Standard mode, watch chaos and bad input call the operator with a context-like
-object (``ti.xcom_push`` and a dict-backed ``task_state_store``), since Airflow would add nothing
-there. The good canary, the failed load, kills and retries run in the shared Airflow stack
-(``test_kserve_airflow.py``). Every InferenceService here is unique to its test, so the tests
-share the session stand-in.
+Smoke-test failure, Knative with observedGeneration on the Knative Service's counter (fidelity S1),
+Standard mode judged from the Deployment (S2), watch chaos and bad input call the operator with a
+context-like object (``ti.xcom_push`` and a dict-backed ``task_state_store``), since Airflow would
+add nothing there. The good canary, the failed load, kills and retries run in the shared Airflow
+stack (``test_kserve_airflow.py``); the shipped RBAC Role in ``test_kserve_rbac.py``. Every
+InferenceService here is unique to its test, so the tests share the session stand-in.
+
+KServe's URLs are host names (S4): requests go to the stand-in's ingress with the Host header, and
+the operator's connection carries ``ingress_address`` for the smoke test.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from tests.fixtures.kube_stand_in import (
     GROUP,
     PLURAL,
     VERSION,
+    condition,
     predictor_status,
     release,
     revision_traffic,
     slow_model,
 )
+from tests.unit.operators.test_kserve_operator import BAD_ARGUMENTS
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
@@ -39,9 +45,10 @@ CONN_ID = "kube_test"
 BUMP_NAMESPACE = "watch-bump"
 
 
-def _conn_env(kube_stand_in) -> dict[str, str]:
-    conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kube_stand_in.kubeconfig)}}
-    return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps(conn)}
+def _conn_env(kube_stand_in, kubeconfig: Path | None = None) -> dict[str, str]:
+    extra = {"kube_config_path": str(kubeconfig or kube_stand_in.kubeconfig),
+             "ingress_address": kube_stand_in.ingress_url}
+    return {f"AIRFLOW_CONN_{CONN_ID.upper()}": json.dumps({"conn_type": "kubernetes", "extra": extra})}
 
 
 @pytest.fixture
@@ -55,26 +62,41 @@ def _uri(path: Path) -> str:
     return f"file://{path}"
 
 
-def served(url: str, name: str, n: int) -> Counter:
+def host(kube, name: str, namespace: str = "default") -> str:
+    """The InferenceService's host name (``status.url``), routed by the ingress (S4)."""
+    return f"{name}.{namespace}.{kube.domain}"
+
+
+def predict(http: httpx.Client, kube, name: str) -> httpx.Response:
+    return http.post(
+        f"{kube.ingress_url}/v1/models/{name}:predict", json={"instances": ROWS}, headers={"host": host(kube, name)}
+    )
+
+
+def served(kube, name: str, n: int) -> Counter:
     counts: Counter = Counter()
     with httpx.Client(timeout=30) as http:
         for _ in range(n):
-            resp = http.post(f"{url}/v1/models/{name}:predict", json={"instances": ROWS})
+            resp = predict(http, kube, name)
             assert resp.status_code == 200, resp.text
             counts[resp.headers[REVISION_HEADER]] += 1
     return counts
 
 
-def predictions(url: str, name: str) -> list[int]:
-    resp = httpx.post(f"{url}/v1/models/{name}:predict", json={"instances": ROWS}, timeout=30)
+def predictions(kube, name: str) -> list[int]:
+    with httpx.Client(timeout=30) as http:
+        resp = predict(http, kube, name)
     assert resp.status_code == 200, resp.text
     return resp.json()["predictions"]
 
 
 # Every InferenceService of this module, created together so their model servers start in parallel.
+STANDARD = {"annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}}
 ISVCS: dict[str, dict[str, Any]] = {
     "ro-smoke": {},
-    "ro-standard": {"annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}},
+    "ro-counter": {},
+    "ro-standard": STANDARD,
+    "ro-std-good": STANDARD,
     "ro-input": {},
     "ro-watch": {},
     "ro-watch-async": {},
@@ -106,11 +128,11 @@ def _context(store: _Store | None = None) -> dict[str, Any]:
 
 
 class Requests(threading.Thread):
-    """Sends predictions to the split URL until stopped; records every failure."""
+    """Sends predictions to the service's host name until stopped; counts who answered, records failures."""
 
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, kube, name: str) -> None:
         super().__init__(daemon=True)
-        self.url, self.name = url, name
+        self.kube, self.name = kube, name
         self.stop_event = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
@@ -120,7 +142,7 @@ class Requests(threading.Thread):
         with httpx.Client(timeout=30) as http:
             while not self.stop_event.is_set():
                 try:
-                    resp = http.post(f"{self.url}/v1/models/{self.name}:predict", json={"instances": ROWS})
+                    resp = predict(http, self.kube, self.name)
                     if resp.status_code == 200:
                         self.ok += 1
                         self.served[resp.headers[REVISION_HEADER]] += 1
@@ -139,11 +161,24 @@ class Requests(threading.Thread):
         self.join(timeout=60)
 
 
+def _run_in_thread(op: KServeRolloutOperator, context: dict[str, Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = op.execute(context)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    return worker, outcome
+
+
 # ---- acceptance 4: smoke test fails (wrong expected predictions) -----------------------------------
 def test_smoke_failure_rolls_back(isvcs, kube_stand_in, iris_models, kube_conn):
     name = "ro-smoke"
-    url = kube_stand_in.serving_url(name)
-    before = predictions(url, name)
+    before = predictions(kube_stand_in, name)
     op = KServeRolloutOperator(
         task_id="t",
         inference_service=name,
@@ -155,7 +190,7 @@ def test_smoke_failure_rolls_back(isvcs, kube_stand_in, iris_models, kube_conn):
     )
     context = _context()
     with (
-        Requests(url, name) as load,
+        Requests(kube_stand_in, name) as load,
         pytest.raises(KServeRolloutError, match=r"smoke test failed.*\[9, 9, 9\]") as err,
     ):
         op.execute(context)
@@ -164,63 +199,150 @@ def test_smoke_failure_rolls_back(isvcs, kube_stand_in, iris_models, kube_conn):
     obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
     assert len(revision_traffic(obj)) == 1 and revision_traffic(obj)[0][1] == 100
-    assert predictions(url, name) == before
+    assert predictions(kube_stand_in, name) == before
     assert context["task_state_store"][STATE_KEY]["phase"] == "rolled_back"
     assert context["ti"].xcom["rollout"]["outcome"] == "rolled_back"
 
 
-# ---- acceptance 5: Standard mode --------------------------------------------------------------------
-def test_standard_mode_direct_rollout_and_rollback(isvcs, kube_stand_in, iris_models, kube_conn):
-    name = "ro-standard"
-    url = kube_stand_in.serving_url(name)
+# ---- issue 12 acceptance 2: observedGeneration on the Knative Service's counter (S1) -----------------
+def test_knative_rollout_never_waits_for_observed_generation_to_equal_generation(
+    isvcs, kube_stand_in, iris_models, kube_conn
+):
+    """A spec edit KServe refuses (no runtime for the format: S5, no revision, the Knative Service
+    untouched) and its revert move the InferenceService's generation by 2 and the Knative Service's by
+    0: from then on observedGeneration (the ksvc's, kserve PropagateStatus) never equals generation.
+    The rollout still waits for the right thing, promotes, and later rolls a broken model back."""
+    name = "ro-counter"
+    r1, r2 = f"{name}-predictor-00001", f"{name}-predictor-00002"
+    model = kube_stand_in.get_isvc(name)["spec"]["predictor"]["model"]
+    kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"model": {"modelFormat": {"name": "onnx"}}}}})
+    kube_stand_in.wait_for(
+        name,
+        lambda o: (o["status"].get("modelStatus") or {}).get("transitionStatus") == "InvalidSpec",
+        what="the refused spec reported",
+    )
+    kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"model": model}}})
+    obj = kube_stand_in.wait_for(
+        name,
+        lambda o: (o["status"].get("modelStatus") or {}).get("transitionStatus") == "UpToDate",
+        what="the reverted spec serving again",
+    )
+    assert obj["metadata"]["generation"] == 3 and obj["status"]["observedGeneration"] == 1
+    assert predictor_status(obj)["latestCreatedRevision"] == r1
+
     smoke = {"payload": {"instances": ROWS}, "expected_shape": [3], "allowed_values": [0, 1, 2]}
     good = KServeRolloutOperator(
-        task_id="t",
-        inference_service=name,
-        storage_uri=_uri(iris_models.v2),
-        canary_traffic_percent=20,
-        smoke_test=smoke,
-        kubernetes_conn_id=kube_conn,
-        timeout=240,
+        task_id="t", inference_service=name, storage_uri=_uri(iris_models.v2), canary_traffic_percent=20,
+        smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=180,
     )
     result = good.execute(_context())
-    assert result["mode"] == "Standard" and result["canary"] is False and result["outcome"] == "rolled_out"
+    assert (result["outcome"], result["previous_revision"], result["new_revision"]) == ("promoted", r1, r2)
     obj = kube_stand_in.get_isvc(name)
-    assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
-    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
-    v2_predictions = predictions(url, name)
+    assert revision_traffic(obj) == [(r2, 100)]
+    assert obj["status"]["observedGeneration"] != obj["metadata"]["generation"], "the counters met: no S1 case"
 
     bad = KServeRolloutOperator(
-        task_id="t",
-        inference_service=name,
-        storage_uri=_uri(iris_models.broken),
-        smoke_test=smoke,
-        kubernetes_conn_id=kube_conn,
-        timeout=240,
+        task_id="t", inference_service=name, storage_uri=_uri(iris_models.broken), canary_traffic_percent=20,
+        smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=180,
     )
-    with Requests(url, name) as load, pytest.raises(KServeRolloutError, match="ModelLoadFailed") as err:
+    with Requests(kube_stand_in, name) as load, pytest.raises(KServeRolloutError, match="ModelLoadFailed") as err:
         bad.execute(_context())
     assert "Rolled back to" in str(err.value)
-    assert load.failures == [], load.failures[:5]
-    obj = kube_stand_in.wait_condition(name, "Ready", timeout=120)
+    assert load.failures == [] and set(load.served) == {r2}, (load.failures[:5], load.served)
+    obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
-    assert obj["status"]["modelStatus"]["transitionStatus"] == "UpToDate"
-    assert predictions(url, name) == v2_predictions
+    assert _sole(revision_traffic(obj)) and obj["status"]["observedGeneration"] != obj["metadata"]["generation"]
 
 
-# ---- acceptance 7: bad input rejected before the cluster changes ----------------------------------
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"inference_service": "ro-nope"}, "does not exist"),
-        ({"canary_traffic_percent": 120}, "0 to 100"),
-        ({"canary_traffic_percent": -1}, "0 to 100"),
-        ({"storage_uri": "ftp://host/model"}, "unsupported scheme"),
-        ({"storage_uri": "file://relative/model"}, "absolute path"),
-        ({"storage_uri": "s3://"}, "no bucket"),
-        ({"kubernetes_conn_id": "no_such_conn"}, "no_such_conn.*does not exist"),
-    ],
-)
+def _sole(traffic: list[tuple[str, int]]) -> bool:
+    return len({revision for revision, percent in traffic if percent > 0}) == 1
+
+
+# ---- issue 12 acceptance 3: Standard mode, judged from the Deployment (S2) ----------------------------
+def _deployment(kube, name: str) -> dict[str, Any]:
+    from kubernetes import client
+
+    api = client.AppsV1Api(kube.api_client())
+    return api.api_client.sanitize_for_serialization(api.read_namespaced_deployment(f"{name}-predictor", "default"))
+
+
+def _rolled_out(dep: dict[str, Any]) -> bool:
+    st, spec = dep["status"], dep["spec"]
+    return (
+        st.get("observedGeneration", 0) >= dep["metadata"]["generation"]
+        and st.get("updatedReplicas", 0) == spec["replicas"] == st.get("replicas", 0) == st.get("availableReplicas", 0)
+    )
+
+
+def test_standard_mode_crash_looping_model_is_rolled_back_and_the_old_model_answers_throughout(
+    isvcs, kube_stand_in, iris_models, kube_conn
+):
+    name = "ro-standard"
+    before = served(kube_stand_in, name, 5)
+    (old_server,) = before
+    op = KServeRolloutOperator(
+        task_id="t", inference_service=name, storage_uri=_uri(iris_models.broken),
+        smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
+        kubernetes_conn_id=kube_conn, timeout=240,
+    )
+    context = _context()
+    with Requests(kube_stand_in, name) as load, pytest.raises(KServeRolloutError) as err:
+        op.execute(context)
+    message = str(err.value)
+    assert "CrashLoopBackOff" in message and "Rolled back to" in message, message
+    assert context["ti"].xcom["rollout"]["outcome"] == "rolled_back"
+    # The old model answered every request of the load, the whole rollout long.
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > 20 and load.served == Counter({old_server: load.ok}), load.served
+    obj = kube_stand_in.get_isvc(name)
+    assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
+    assert _rolled_out(_deployment(kube_stand_in, name))
+    assert context["task_state_store"][STATE_KEY]["phase"] == "rolled_back"
+
+
+def test_standard_mode_good_model_is_done_only_when_the_deployment_rollout_completes(
+    isvcs, kube_stand_in, iris_models, kube_conn, tmp_path
+):
+    name = "ro-std-good"
+    model = slow_model(tmp_path / "v2-slow")
+    op = KServeRolloutOperator(
+        task_id="t", inference_service=name, storage_uri=_uri(model), canary_traffic_percent=20,
+        smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
+        kubernetes_conn_id=kube_conn, timeout=240,
+    )
+    worker, outcome = _run_in_thread(op, _context())
+    generation = kube_stand_in.wait_for(
+        name, lambda o: o["metadata"]["generation"] == 2, what="the rollout patch"
+    )["metadata"]["generation"]
+    assert generation == 2
+    # The new pod loads (held): KServe says Ready (the old pod is Available), the Deployment is mid-rollout.
+    deadline = time.monotonic() + 60
+    while _rolled_out(dep := _deployment(kube_stand_in, name)) or dep["metadata"]["generation"] < 2:
+        assert time.monotonic() < deadline, dep["status"]
+        time.sleep(0.2)
+    time.sleep(3)
+    obj = kube_stand_in.get_isvc(name)
+    assert condition(obj, "Ready") == "True" and not _rolled_out(_deployment(kube_stand_in, name))
+    assert worker.is_alive(), outcome  # not "rolled_out" while the Deployment is rolling
+    release(model, iris_models.v2)
+    worker.join(timeout=180)
+    assert "error" not in outcome, outcome.get("error")
+    result = outcome["result"]
+    assert (result["mode"], result["canary"], result["outcome"]) == ("Standard", False, "rolled_out")
+    assert _rolled_out(_deployment(kube_stand_in, name))
+    assert "canaryTrafficPercent" not in kube_stand_in.get_isvc(name)["spec"]["predictor"]
+
+
+# ---- issue 12 acceptance 5: bad input rejected before the cluster changes ------------------------
+CLUSTER_BAD_INPUTS = [
+    ({"inference_service": "ro-nope"}, "does not exist"),
+    ({"storage_uri": "file://relative/model"}, "absolute path"),
+    ({"storage_uri": "s3://"}, "no bucket"),
+    ({"kubernetes_conn_id": "no_such_conn"}, "no_such_conn.*does not exist"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "match"), BAD_ARGUMENTS + CLUSTER_BAD_INPUTS)
 def test_bad_input_rejected_before_any_change(isvcs, kube_stand_in, iris_models, kube_conn, kwargs, match):
     name = "ro-input"
     before = kube_stand_in.get_isvc(name)
