@@ -49,6 +49,19 @@ def _wait_for_file(path: Path, timeout: float = 60.0) -> None:
         time.sleep(0.1)
 
 
+def _wait_for_pod(pods_dir: Path, run_id: str, node_suffix: str, phase: str, timeout: float = 10.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        for path in pods_dir.glob("*.json"):
+            pod = json.loads(path.read_text())
+            meta = pod["metadata"]
+            if (meta["labels"]["pipeline/runid"] == run_id and pod["status"]["phase"] == phase
+                    and meta["annotations"]["workflows.argoproj.io/node-name"].endswith(node_suffix)):
+                return pod
+        assert time.monotonic() < deadline, f"no {phase} pod for *{node_suffix} of run {run_id}"
+        time.sleep(0.2)
+
+
 def _workflow(run) -> str:
     """The workflow node is the one whose display name is ``<pipeline name>-<5 chars>``."""
     names = [t.display_name for t in run.run_details.task_details if t.display_name.count("-") and
@@ -57,7 +70,8 @@ def _workflow(run) -> str:
     return names[0]
 
 
-def test_k2_terminate_goes_canceling_then_failed_and_retry_reruns_only_the_interrupted_step(client, tmp_path):
+def test_k2_terminate_goes_canceling_then_failed_and_retry_reruns_only_the_interrupted_step(client, kfp_stand_in,
+                                                                                           tmp_path):
     """KFP 2.17 ``backend/src/apiserver/resource/resource_manager.go`` TerminateRun stores CANCELING and
     sets ``activeDeadlineSeconds=0``; ``common/util/workflow.go`` IsTerminating keeps reporting
     CANCELING until Argo fails the workflow, and ReportWorkflowResource then stores FAILED. Retry
@@ -67,6 +81,10 @@ def test_k2_terminate_goes_canceling_then_failed_and_retry_reruns_only_the_inter
         count_then_wait, arguments={"counter": str(counter), "flag": str(flag), "pid_file": str(pid_file)},
         run_name=unique("terminate"))
     _wait_for_file(pid_file)
+    # While it runs, its executor pod is Running and its main log is readable (K4: live log).
+    pods_dir = kfp_stand_in.state_dir / "pods" / "kubeflow"
+    pod = _wait_for_pod(pods_dir, result.run_id, ".wait-for-flag.executor", "Running")
+    assert "wait_for_flag" in (pods_dir / f"{pod['metadata']['name']}.main.log").read_text()
     assert client.terminate_run(result.run_id) == {}
     assert client.get_run(result.run_id).state in ("CANCELING", "FAILED")
     run = wait_for_state(client, result.run_id, timeout=15)
@@ -77,6 +95,7 @@ def test_k2_terminate_goes_canceling_then_failed_and_retry_reruns_only_the_inter
     assert [t.state for t in tasks["count-call"]] == ["SUCCEEDED"]
     assert sorted(t.state for t in tasks["executor"]) == ["FAILED", "SUCCEEDED"]
     assert all(t.error is None for t in run.run_details.task_details)
+    assert _wait_for_pod(pods_dir, result.run_id, ".wait-for-flag.executor", "Failed")
 
     flag.write_text("go")
     assert client.runs.run_service_retry_run(run_id=result.run_id) == {}
