@@ -1,7 +1,8 @@
 """KServe canary semantics (contracts C.5) with real KServe model servers behind the stand-in router.
 
 One InferenceService walks through steps 1, 2, 3b, 3a, 3b' of the C.5 table and then a failed
-load; each step checks the status and counts which revision answered real router requests.
+load; each step checks the status and counts which revision answered real router requests, sent
+to the ingress with the status URLs' host names as Host header (fidelity S4), as a gateway is.
 """
 
 from __future__ import annotations
@@ -21,8 +22,23 @@ REVISION_HEADER = "x-kfp-bridge-revision"
 IRIS_ROWS = [[6.8, 2.8, 4.8, 1.4], [5.1, 3.5, 1.4, 0.2]]
 
 
+INGRESS = ""  # set per test: the stand-in's ingress address
+
+
 def _predict(http: httpx.Client, url: str, name: str) -> httpx.Response:
-    return http.post(f"{url}/v1/models/{name}:predict", json={"instances": IRIS_ROWS})
+    """``url`` is a KServe host-name URL (sent to the ingress with that Host) or a path URL."""
+    if url.startswith(INGRESS):
+        return http.post(f"{url}/v1/models/{name}:predict", json={"instances": IRIS_ROWS})
+    host = url.removeprefix("http://")
+    return http.post(
+        f"{INGRESS}/v1/models/{name}:predict", json={"instances": IRIS_ROWS}, headers={"host": host}
+    )
+
+
+@pytest.fixture(autouse=True)
+def _ingress(kube_stand_in):
+    global INGRESS
+    INGRESS = kube_stand_in.ingress_url
 
 
 def _served_by(url: str, name: str, n: int) -> Counter:
@@ -59,14 +75,14 @@ def _wait_transition(kube_stand_in, name: str, generation: int, transition: str,
 def test_canary_walk_through(kube_stand_in, iris_models):
     name = "canary"
     r1, r2, r3 = (f"{name}-predictor-{n:05d}" for n in (1, 2, 3))
-    url = kube_stand_in.serving_url(name)
+    url = f"http://{name}.default.{kube_stand_in.domain}"
     annotations = {"serving.kserve.io/enable-tag-routing": "true"}
 
-    # Step 1: create.
+    # Step 1: create. The single 100 % target carries the latest tag too (fidelity S3).
     kube_stand_in.create_isvc(name, iris_models.v1, annotations=annotations)
     obj = kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180)
     pred = predictor_status(obj)
-    assert _traffic(obj) == [(r1, True, 100, None)]
+    assert _traffic(obj) == [(r1, True, 100, "latest")]
     assert (
         pred["latestReadyRevision"],
         pred["latestRolledoutRevision"],
@@ -81,8 +97,10 @@ def test_canary_walk_through(kube_stand_in, iris_models):
         "PredictorRouteReady",
         "Ready",
         "RoutesReady",
+        "Stopped",
     }
     assert _served_by(url, name, 10) == Counter({r1: 10})
+    assert _served_by(kube_stand_in.serving_url(name), name, 3) == Counter({r1: 3})  # path routing extra
 
     # Step 2: new model with a 20% canary, visible in status once r2 is ready.
     kube_stand_in.patch_isvc(
@@ -100,7 +118,10 @@ def test_canary_walk_through(kube_stand_in, iris_models):
     assert _traffic(obj) == [(r1, False, 80, "prev"), (r2, True, 20, "latest")]
     assert predictor_status(obj)["latestRolledoutRevision"] == r1
     by_tag = {t["tag"]: t["url"] for t in predictor_status(obj)["traffic"]}
-    assert by_tag == {"latest": f"{url}/tag/latest", "prev": f"{url}/tag/prev"}
+    assert by_tag == {
+        "latest": f"http://latest-{name}-predictor.default.{kube_stand_in.domain}",
+        "prev": f"http://prev-{name}-predictor.default.{kube_stand_in.domain}",
+    }
     assert _served_by(by_tag["prev"], name, 5) == Counter({r1: 5})
     assert _served_by(by_tag["latest"], name, 5) == Counter({r2: 5})
     # Binomial(n=200, p=0.2): mean 40, sd 5.66; accept within 4 sd (false-failure odds ~1e-4).
@@ -120,7 +141,7 @@ def test_canary_walk_through(kube_stand_in, iris_models):
 
     # Step 3a: promote by removing the field (merge patch null).
     kube_stand_in.patch_isvc(name, {"spec": {"predictor": {"canaryTrafficPercent": None}}})
-    obj = kube_stand_in.wait_for(name, lambda o: _traffic(o) == [(r2, True, 100, None)], what="3a traffic")
+    obj = kube_stand_in.wait_for(name, lambda o: _traffic(o) == [(r2, True, 100, "latest")], what="3a traffic")
     pred = predictor_status(obj)
     assert (pred["latestRolledoutRevision"], pred["previousRolledoutRevision"]) == (r2, r1)
     assert _served_by(url, name, 20) == Counter({r2: 20})
@@ -167,7 +188,7 @@ def test_canary_walk_through(kube_stand_in, iris_models):
     status = obj["status"]
     pred = predictor_status(obj)
     assert (pred["latestCreatedRevision"], pred["latestReadyRevision"]) == (r3, r2)
-    assert _traffic(obj) == [(r2, True, 100, None)]
+    assert _traffic(obj) == [(r2, True, 100, "latest")]
     assert status["modelStatus"]["transitionStatus"] == "BlockedByFailedLoad"
     assert status["modelStatus"]["lastFailureInfo"]["reason"] == "ModelLoadFailed"
     assert "failed to load model" in status["modelStatus"]["lastFailureInfo"]["message"]
@@ -189,8 +210,9 @@ def test_standard_mode_ignores_canary(kube_stand_in, iris_models):
     )
     obj = kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180)
     status = obj["status"]
-    assert {c["type"] for c in status["conditions"]} == {"PredictorReady", "IngressReady", "Ready"}
+    assert {c["type"] for c in status["conditions"]} == {"PredictorReady", "IngressReady", "Ready", "Stopped"}
     assert status["deploymentMode"] == "Standard"
+    assert status["url"] == f"http://{name}-default.{kube_stand_in.domain}"  # the raw domainTemplate
     assert (
         "traffic" not in status["components"]["predictor"]
         and "latestCreatedRevision" not in status["components"]["predictor"]
