@@ -23,6 +23,9 @@ here that interpreter is a per-task ``python3`` shim:
 
 Container components (and containerized Python components) need their image: KFP runs them as
 pods. The stand-in has no container engine, so such a step fails with a message saying so.
+
+Known gap: a component runs on the stand-in's environment (or a venv that sees it), not on a bare
+image, so an import that ``packages_to_install`` forgot can still work here and fail on a cluster.
 """
 
 from __future__ import annotations
