@@ -14,6 +14,7 @@ K2): ``TerminateRun`` sets ``activeDeadlineSeconds=0`` and Argo fails the workfl
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -164,7 +165,10 @@ class Executor:
 
         def apply(doc: dict[str, Any]) -> None:
             change(doc)
-            nodes[:] = progress.refresh(doc, spec, time.time())
+            try:
+                nodes[:] = progress.refresh(doc, spec, time.time())
+            except Exception:  # a node-building bug must not stop the run's own state from moving
+                logging.getLogger(__name__).exception("could not build the Argo nodes of run %s", run_id)
 
         doc = self._store.update("runs", run_id, apply)
         if doc is not None and nodes:
@@ -212,6 +216,7 @@ class Executor:
             message = f"the stand-in could not execute this run: {exc.__class__.__name__}: {exc}"
             self._commit(run_id, lambda d: progress.finish(d, "FAILED", time.time(), message))
         finally:
+            self._specs.pop(run_id, None)
             if acquired:
                 self._slots.release()
             with self._lock:
