@@ -14,6 +14,7 @@ thousand heap entries rather than a thousand threads.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import threading
 import time
@@ -173,7 +174,10 @@ class SyntheticRuns:
 
         def apply(d: dict[str, Any]) -> None:
             change(d)
-            progress.refresh(d, spec, now)
+            try:
+                progress.refresh(d, spec, now)
+            except Exception:  # a node-building bug must not stop the run's own state from moving
+                logging.getLogger(__name__).exception("could not build the Argo nodes of run %s", run_id)
 
         self._store.update("runs", run_id, apply)
 
