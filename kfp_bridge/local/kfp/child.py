@@ -200,14 +200,15 @@ def install_hooks(events: EventLog, cache: RetryCache, attempt: int, logs_dir: P
         if cached is not None:
             events.emit(type="task_finished", path="/".join(path), state="SUCCEEDED", cached=True)
             return cached, status.Status.SUCCESS
-        events.emit(type="task_started", path="/".join(path))
-        lines: list[str] = []
-        token = _output.set(lines)
         log = None
         if logs_dir is not None:
             from kfp_bridge.local.kfp.pods import step_log_name
 
+            # Opened before the step is announced, so its pod's log link never dangles.
             log = (logs_dir / step_log_name("/".join(path))).open("w", encoding="utf-8")
+        events.emit(type="task_started", path="/".join(path))
+        lines: list[str] = []
+        token = _output.set(lines)
         log_token = _log.set(log)
         try:
             outputs, task_status = original_single(**kw)
