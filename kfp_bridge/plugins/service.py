@@ -7,16 +7,18 @@ across a KFP call: on SQLite an open read transaction would hold up the schedule
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from kfp_bridge.utils.run_tags import run_tag
-from kfp_bridge.utils.states import RETRYABLE_STATES, RunState, RunStatus, StepStatus, is_terminal
+from kfp_bridge.utils.run_tags import task_identity
+from kfp_bridge.utils.states import RETRYABLE_STATES, RunState, RunStatus, is_terminal
+from kfp_bridge.utils.steps import Step
 
-RUN_ID_KEY = "kfp_run_id"  # kfp_bridge.operators.kfp.RUN_ID_KEY (not imported: that module imports the SDK)
+# kfp_bridge.operators.kfp.RUN_ID_KEY / TERMINATED_KEY (not imported: that module pulls in the operator stack)
+RUN_ID_KEY = "kfp_run_id"
+TERMINATED_KEY = "kfp_terminated_by_airflow"
 DEFAULT_CONN_ID = "kfp_default"
 KFP_TASK_TYPES = frozenset({"KfpRunOperator"})
 KFP_TASK_MODULES = frozenset({"kfp_bridge.operators.kfp"})
@@ -25,8 +27,11 @@ KFP_TASK_MODULES = frozenset({"kfp_bridge.operators.kfp"})
 BUSY_TASK_STATES = frozenset(
     {"running", "queued", "scheduled", "deferred", "up_for_retry", "up_for_reschedule", "restarting"}
 )
-RETRY_CONFIRM_SECONDS = 30.0
+# The api-server's threads must not wait long on KFP: a retry is confirmed (or not) within this.
+RETRY_CONFIRM_SECONDS = 8.0
+TERMINATE_WAIT_SECONDS = 8.0
 AUDIT_EVENT = "kfp_bridge.retry_failed_steps"
+TERMINATE_AUDIT_EVENT = "kfp_bridge.terminate_kfp_run"
 
 
 class OnCallError(Exception):
@@ -62,6 +67,8 @@ class TaskInfo:
     conn_id: str
     namespace: str | None
     stored_run_id: str | None
+    terminated_by_airflow: dict[str, Any] | None = None  # TERMINATED_KEY: {"run_id", "reason"}
+    kubernetes_conn_id: str | None = None  # the task's connection for executor log tails
 
 
 @dataclass
@@ -73,12 +80,14 @@ class StepView:
     end_time: str | None
     duration_seconds: float | None
     attempts: int = 1
+    log_tail: str | None = None  # last lines of a failed step's main container log, or where it is
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "state": self.state,
             "error": self.error,
+            "log_tail": self.log_tail,
             "start_time": self.start_time,
             "end_time": self.end_time,
             "duration_seconds": self.duration_seconds,
@@ -104,11 +113,13 @@ class RunView:
     steps: list[StepView] = field(default_factory=list)
     retryable: bool = False
     reason: str | None = None  # why the action is not available, for the page and the 409
+    terminable: bool = False  # "Terminate KFP run": the task stopped, its run did not
+    terminate_reason: str | None = None  # why Terminate is not available
     problem: str | None = None  # the KFP API could not be asked
 
     @property
     def failed_steps(self) -> list[str]:
-        return [step.name for step in self.steps if step.state in ("FAILED", "CANCELED")]
+        return [step.name for step in self.steps if step.state in ("FAILED", "CANCELED") and step.log_tail is not None]
 
     @property
     def active(self) -> bool:
@@ -136,6 +147,8 @@ class RunView:
             "failed_steps": self.failed_steps,
             "retryable": self.retryable,
             "reason": self.reason,
+            "terminable": self.terminable,
+            "terminate_reason": self.terminate_reason,
             "problem": self.problem,
         }
 
@@ -150,13 +163,21 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def step_views(steps: tuple[StepStatus, ...]) -> list[StepView]:
-    """One row per step name, in the order KFP reports them; a retried step shows its latest attempt."""
+def step_views(steps: tuple[Step, ...], blamed: tuple[Step, ...] | None = None, tails: dict[str, str] | None = None) -> list[StepView]:
+    """One row per step path, in the order KFP reports them; a retried step shows its latest attempt.
+
+    ``blamed``: the steps that failed themselves (``RunStatus.failed_steps``); their rows carry the
+    log tail (or where the log is) in ``log_tail``, and, without an error of their own, in ``error``.
+    """
+    blamed_names = {step.name for step in (blamed if blamed is not None else [s for s in steps if s.blamed])}
     groups: dict[str, list[StepView]] = {}
     for step in steps:
         start, end = parse_time(step.start_time), parse_time(step.end_time)
         duration = (end - start).total_seconds() if start and end and end >= start else None
-        view = StepView(step.name, step.state.value, step.error, step.start_time, step.end_time, duration)
+        tail = (tails or {}).get(step.name) if step.name in blamed_names else None
+        if step.name in blamed_names and tail is None:
+            tail = ""
+        view = StepView(step.name, step.label, step.error or tail or None, step.start_time, step.end_time, duration, log_tail=tail)
         groups.setdefault(step.name, []).append(view)
     rows = []
     for views in groups.values():
@@ -183,6 +204,20 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes}m {sec:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m"
+
+
+def terminate_refusal(status: RunStatus, task_state: str | None) -> str | None:
+    """Why "Terminate KFP run" may not run now, or None: only a run left running by a stopped task."""
+    if status.is_terminal:
+        return f"KFP run {status.run_id} is already {status.state.value}."
+    if status.state == RunState.CANCELING:
+        return f"KFP run {status.run_id} is already being terminated (CANCELING)."
+    if task_state in BUSY_TASK_STATES:
+        return (
+            f"The Airflow task is {task_state} and follows the run: mark the task failed to stop both "
+            "(the task terminates its run when it is killed)."
+        )
+    return None
 
 
 def refusal_reason(status: RunStatus, task_state: str | None) -> str | None:
@@ -257,15 +292,18 @@ def load_task(ref: TaskRef) -> TaskInfo:
                 f"Task instance {ref.dag_id}/{ref.run_id}/{ref.task_id} (map index {ref.map_index}) does not exist.",
             )
         _, task = _serialized_task(session, ref)
-        stored = session.scalar(
-            select(TaskStateStoreModel.value).where(
-                TaskStateStoreModel.dag_id == ref.dag_id,
-                TaskStateStoreModel.run_id == ref.run_id,
-                TaskStateStoreModel.task_id == ref.task_id,
-                TaskStateStoreModel.map_index == ref.map_index,
-                TaskStateStoreModel.key == RUN_ID_KEY,
-            )
+        stored_rows = dict(
+            session.execute(
+                select(TaskStateStoreModel.key, TaskStateStoreModel.value).where(
+                    TaskStateStoreModel.dag_id == ref.dag_id,
+                    TaskStateStoreModel.run_id == ref.run_id,
+                    TaskStateStoreModel.task_id == ref.task_id,
+                    TaskStateStoreModel.map_index == ref.map_index,
+                    TaskStateStoreModel.key.in_([RUN_ID_KEY, TERMINATED_KEY]),
+                )
+            ).all()
         )
+        stored = stored_rows.get(RUN_ID_KEY)
         state = ti.state.value if hasattr(ti.state, "value") else ti.state
         conn_id = getattr(task, "kfp_conn_id", None) or DEFAULT_CONN_ID
         namespace = getattr(task, "namespace", None)
@@ -280,7 +318,22 @@ def load_task(ref: TaskRef) -> TaskInfo:
             conn_id=conn_id,
             namespace=namespace if isinstance(namespace, str) and namespace else None,
             stored_run_id=_json_string(stored),
+            terminated_by_airflow=_json_object(stored_rows.get(TERMINATED_KEY)),
+            kubernetes_conn_id=_plain_string(getattr(task, "kubernetes_conn_id", None)),
         )
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
+def _plain_string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value and "{{" not in value else None
 
 
 def _json_string(value: str | None) -> str | None:
@@ -295,27 +348,27 @@ def _json_string(value: str | None) -> str | None:
 
 # ----- KFP ------------------------------------------------------------------------------------------
 def make_hook(info: TaskInfo) -> Any:
-    from kfp_bridge.hooks.kfp import KfpHook
+    """A hook with the short policy: the api-server never waits minutes on a KFP outage (issue 13)."""
+    from kfp_bridge.hooks.kfp import SHORT_POLICY, KfpHook
 
-    return KfpHook(kfp_conn_id=info.conn_id, namespace=info.namespace)
+    return KfpHook(kfp_conn_id=info.conn_id, namespace=info.namespace, retry_policy=SHORT_POLICY)
 
 
 def find_run(hook: Any, info: TaskInfo) -> tuple[dict[str, Any] | None, str | None]:
-    """The task instance's KFP run: by the id it saved (task_state_store), else by its run tag."""
-    from kfp_bridge.hooks.kfp import KfpApiError
-
+    """The task instance's KFP run (the hook's "find this task's run": saved id, then its tag)."""
     ref = info.ref
-    if info.stored_run_id:
-        try:
-            return hook.get_run(info.stored_run_id), f"task_state_store key {RUN_ID_KEY!r}"
-        except KfpApiError as err:
-            if err.status != 404:
-                raise
-    tag = run_tag(ref.dag_id, ref.task_id, ref.run_id, ref.tag_map_index)
-    runs = hook.find_runs_by_tag(tag)
-    if runs:
-        return hook.get_run(runs[0]["run_id"]), "run tag"
-    return None, None
+    identity = task_identity(ref.dag_id, ref.task_id, ref.run_id, ref.tag_map_index)
+    run, found_by = hook.find_task_run(identity, info.stored_run_id)
+    if found_by == "saved run id":
+        found_by = f"task_state_store key {RUN_ID_KEY!r}"
+    return run, found_by
+
+
+def run_status(hook: Any, info: TaskInfo, run: dict[str, Any]) -> RunStatus:
+    """The run with its steps by pipeline path and what the task recorded about terminating it."""
+    record = info.terminated_by_airflow or {}
+    reason = str(record.get("reason") or "terminated") if record.get("run_id") == run.get("run_id") else None
+    return RunStatus.from_api(run, hook.pipeline_spec_of(run), terminated_by_airflow=reason)
 
 
 def build_view(ref: TaskRef, *, hook_factory: Callable[[TaskInfo], Any] = make_hook) -> RunView:
@@ -337,24 +390,46 @@ def build_view(ref: TaskRef, *, hook_factory: Callable[[TaskInfo], Any] = make_h
             view.reason = (
                 "No KFP run was found for this task instance (it may have failed before submitting one)."
             )
+            view.terminate_reason = view.reason
             return view
-        status = RunStatus.from_api(run)
+        status = run_status(hook, info, run)
         view.run_id = status.run_id
         view.run_found_by = found_by
         view.run_state = status.state.value
         view.run_name = status.display_name
-        view.run_error = status.error
+        view.run_error = _run_note(status)
         view.run_url = hook.settings.run_url(status.run_id)
-        view.steps = step_views(status.steps)
+        view.steps = step_views(status.steps, status.failed_steps, _log_tails(hook, info, status))
         view.reason = refusal_reason(status, info.state)
         view.retryable = view.reason is None
+        view.terminate_reason = terminate_refusal(status, info.state)
+        view.terminable = view.terminate_reason is None
     except Exception as err:  # KfpApiError, KfpConnectionError, connection lookup errors
         view.problem = f"Could not read the KFP run through connection '{info.conn_id}': {err}"
-        view.reason = view.problem
+        view.reason = view.terminate_reason = view.problem
     return view
 
 
-# ----- the action -------------------------------------------------------------------------------
+def _run_note(status: RunStatus) -> str | None:
+    """The run-level line of the view: why it ended when that is not a step's fault."""
+    if status.terminated == "airflow":
+        return f"Terminated by Airflow ({status.terminated_by_airflow}); no step failed."
+    if status.terminated == "elsewhere":
+        return "Terminated outside Airflow (KFP UI or API) before it finished; no step failed."
+    return status.error
+
+
+def _log_tails(hook: Any, info: TaskInfo, status: RunStatus) -> dict[str, str]:
+    """Each failed step's log tail when the task has a Kubernetes connection, else where its log is."""
+    if not status.failed_steps:
+        return {}
+    if info.kubernetes_conn_id:
+        return hook.step_log_tails(status.run_id, status.failed_steps, kubernetes_conn_id=info.kubernetes_conn_id)
+    hint = hook.log_location_hint(status.run_id)
+    return {step.name: hint.format(step=step.name, node=step.node_name or "?") for step in status.failed_steps}
+
+
+# ----- the actions -------------------------------------------------------------------------------
 @dataclass
 class RetryResult:
     kfp_run_id: str
@@ -380,7 +455,27 @@ def retry_failed_steps(
     hook_factory: Callable[[TaskInfo], Any] = make_hook,
     confirm_seconds: float = RETRY_CONFIRM_SECONDS,
 ) -> RetryResult:
-    """KFP retry of the task instance's run, then clear it (and its failed downstream) so it follows the run."""
+    """KFP retry of the task instance's run, then clear it (and its failed downstream) so it follows the run.
+
+    Every attempt, refused, failed or done, leaves an entry in Airflow's audit log.
+    """
+    try:
+        result = _retry_failed_steps(ref, hook_factory, confirm_seconds)
+    except OnCallError as err:
+        outcome = "refused" if err.status_code in (404, 409) else "failed"
+        record_audit(ref, user_name, {"outcome": outcome, "status": err.status_code, "reason": err.reason})
+        raise
+    record_audit(
+        ref,
+        user_name,
+        {"outcome": "done", "kfp_run_id": result.kfp_run_id, "retried_steps": result.retried_steps, "cleared": result.cleared},
+    )
+    return result
+
+
+def _retry_failed_steps(ref: TaskRef, hook_factory: Callable[[TaskInfo], Any], confirm_seconds: float) -> RetryResult:
+    from kfp_bridge.hooks.kfp import KfpRetryError
+
     info = load_task(ref)
     if not info.is_kfp_task:
         raise OnCallError(
@@ -389,60 +484,87 @@ def retry_failed_steps(
     hook = hook_factory(info)
     try:
         run, _ = find_run(hook, info)
+        if run is None:
+            raise OnCallError(409, "No KFP run was found for this task instance: there is nothing to retry.")
+        status = run_status(hook, info, run)
+    except OnCallError:
+        raise
     except Exception as err:
-        raise OnCallError(
-            502, f"Could not read the KFP run through connection '{info.conn_id}': {err}"
-        ) from None
-    if run is None:
-        raise OnCallError(409, "No KFP run was found for this task instance: there is nothing to retry.")
-    status = RunStatus.from_api(run)
+        raise OnCallError(502, f"Could not read the KFP run through connection '{info.conn_id}': {err}") from None
     reason = refusal_reason(status, info.state)
     if reason:
         raise OnCallError(409, reason)
-    failed = [step.name for step in status.failed_steps]
-    _request_retry(hook, status.run_id, confirm_seconds)
-    state = _wait_until_retried(hook, status.run_id, confirm_seconds)
-    if state in RETRYABLE_STATES:
-        raise OnCallError(
-            502,
-            f"KFP accepted the retry of run {status.run_id} but it is still {state.value} after "
-            f"{confirm_seconds:.0f}s (kubeflow/pipelines#11329); the Airflow task was not cleared.",
-        )
+    failed = [step.name for step in status.failed_steps] or [step.name for step in status.interrupted_steps]
+    try:
+        retried = hook.retry_and_confirm(status.run_id, confirm_seconds=confirm_seconds)
+    except KfpRetryError as err:
+        raise OnCallError(409 if "refused" in str(err) else 502, f"{err} The Airflow task was not cleared.") from None
+    except Exception as err:
+        raise OnCallError(502, f"KFP refused to retry run {status.run_id}: {err}") from None
+    state = RunState.parse(retried.get("state"))
     cleared = clear_task(ref)
     message = (
         f"KFP is retrying run {status.run_id} (failed steps: {', '.join(failed) or 'none reported'}); "
         f"cleared {', '.join(cleared)} so the task follows the retried run."
     )
-    record_audit(ref, user_name, {"kfp_run_id": status.run_id, "retried_steps": failed, "cleared": cleared})
     return RetryResult(status.run_id, state.value, failed, cleared, message)
 
 
-def _request_retry(hook: Any, run_id: str, confirm_seconds: float) -> None:
-    """KFP retry; a 409 means the run is still shutting down (KFP answers Aborted), so ask again briefly."""
-    from kfp_bridge.hooks.kfp import KfpApiError
+@dataclass
+class TerminateResult:
+    kfp_run_id: str
+    kfp_run_state: str
+    message: str
 
-    give_up = time.monotonic() + min(confirm_seconds, 10.0)
-    while True:
-        try:
-            hook.retry_run(run_id)
-            return
-        except KfpApiError as err:
-            if err.status == 409 and time.monotonic() < give_up:
-                time.sleep(1.0)
-                continue
-            code = 409 if err.status == 409 else 502
-            raise OnCallError(code, f"KFP refused to retry run {run_id}: {err}") from None
-        except Exception as err:
-            raise OnCallError(502, f"KFP refused to retry run {run_id}: {err}") from None
+    def as_dict(self) -> dict[str, Any]:
+        return {"kfp_run_id": self.kfp_run_id, "kfp_run_state": self.kfp_run_state, "message": self.message}
 
 
-def _wait_until_retried(hook: Any, run_id: str, confirm_seconds: float) -> RunState:
-    give_up = time.monotonic() + confirm_seconds
-    while True:
-        state = RunState.parse(hook.get_run(run_id).get("state"))
-        if state not in RETRYABLE_STATES or time.monotonic() >= give_up:
-            return state
-        time.sleep(0.5)
+def terminate_kfp_run(
+    ref: TaskRef,
+    *,
+    user_name: str,
+    hook_factory: Callable[[TaskInfo], Any] = make_hook,
+    wait_seconds: float = TERMINATE_WAIT_SECONDS,
+) -> TerminateResult:
+    """Terminate the KFP run of a task instance that is no longer running (e.g. marked failed before its
+    trigger started, so nothing terminated the run). Audited like the retry, whatever the outcome."""
+    try:
+        result = _terminate_kfp_run(ref, hook_factory, wait_seconds)
+    except OnCallError as err:
+        outcome = "refused" if err.status_code in (404, 409) else "failed"
+        record_audit(ref, user_name, {"outcome": outcome, "status": err.status_code, "reason": err.reason}, TERMINATE_AUDIT_EVENT)
+        raise
+    record_audit(
+        ref, user_name, {"outcome": "done", "kfp_run_id": result.kfp_run_id, "state": result.kfp_run_state}, TERMINATE_AUDIT_EVENT
+    )
+    return result
+
+
+def _terminate_kfp_run(ref: TaskRef, hook_factory: Callable[[TaskInfo], Any], wait_seconds: float) -> TerminateResult:
+    info = load_task(ref)
+    if not info.is_kfp_task:
+        raise OnCallError(409, f"Task {ref.task_id} is a {info.operator or 'non-KFP'} task, not a KfpRunOperator task.")
+    hook = hook_factory(info)
+    try:
+        run, _ = find_run(hook, info)
+        if run is None:
+            raise OnCallError(409, "No KFP run was found for this task instance: there is nothing to terminate.")
+        status = run_status(hook, info, run)
+    except OnCallError:
+        raise
+    except Exception as err:
+        raise OnCallError(502, f"Could not read the KFP run through connection '{info.conn_id}': {err}") from None
+    reason = terminate_refusal(status, info.state)
+    if reason:
+        raise OnCallError(409, reason)
+    try:
+        final = hook.terminate_and_wait(status.run_id, wait_seconds=wait_seconds)
+    except Exception as err:
+        raise OnCallError(502, f"KFP did not terminate run {status.run_id}: {err}") from None
+    state = str(final.get("state") or "")
+    done = "it is now" if state in ("FAILED", "CANCELED", "SUCCEEDED", "SKIPPED") else "it is still"
+    return TerminateResult(status.run_id, state, f"Asked KFP to terminate run {status.run_id}; {done} {state}.")
 
 
 def clear_task(ref: TaskRef) -> list[str]:
@@ -471,13 +593,13 @@ def clear_task(ref: TaskRef) -> list[str]:
         return sorted(ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]" for ti in tis)
 
 
-def record_audit(ref: TaskRef, user_name: str, extra: dict[str, Any]) -> None:
-    """An entry in Airflow's audit log (Browse → Audit Log) naming who retried what."""
+def record_audit(ref: TaskRef, user_name: str, extra: dict[str, Any], event: str = AUDIT_EVENT) -> None:
+    """An entry in Airflow's audit log (Browse → Audit Log) naming who did what, and how it ended."""
     from airflow.models.log import Log
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        entry = Log(event=AUDIT_EVENT, owner=user_name, owner_display_name=user_name, extra=json.dumps(extra))
+        entry = Log(event=event, owner=user_name, owner_display_name=user_name, extra=json.dumps(extra))
         entry.dag_id, entry.run_id, entry.task_id, entry.map_index = (
             ref.dag_id,
             ref.run_id,
