@@ -367,6 +367,9 @@ class KServeRolloutOperator(BaseOperator):
                 if outcome is None:
                     outcome = self._wait(hook)  # defers in deferrable mode
             ok, detail, snap = outcome
+            if r.phase is ro.Phase.ROLLOUT and snap is not None and isinstance(r.condition, ro.NewRevision):
+                if snap.isvc.latest_created != r.condition.created_before:
+                    r.new_revision = snap.isvc.latest_created  # also the one a failure names
             self._rollout, action = ro.after_wait(r, ok, detail)
             if isinstance(action, ro.SmokeTest):
                 action = self._smoke_then_decide(hook, snap)
@@ -555,7 +558,7 @@ class KServeRolloutOperator(BaseOperator):
             "mode": st.mode,
             "canary": bool(r and r.canary),
             "previous_revision": (r.previous_revision if r else "") or "",
-            "new_revision": (r.new_revision if r else "") or (st.latest_ready if st.mode == ks.KNATIVE else ""),
+            "new_revision": r.new_revision if r else (st.latest_ready if st.mode == ks.KNATIVE else ""),
             "storage_uri": self.storage_uri,
             "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag} for t in st.traffic],
             "url": st.url,

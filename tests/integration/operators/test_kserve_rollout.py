@@ -245,10 +245,14 @@ def test_knative_rollout_never_waits_for_observed_generation_to_equal_generation
         task_id="t", inference_service=name, storage_uri=_uri(iris_models.broken), canary_traffic_percent=20,
         smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=180,
     )
+    context = _context()
     with Requests(kube_stand_in, name) as load, pytest.raises(KServeRolloutError, match="ModelLoadFailed") as err:
-        bad.execute(_context())
+        bad.execute(context)
     assert "Rolled back to" in str(err.value)
-    assert load.failures == [] and set(load.served) == {r2}, (load.failures[:5], load.served)
+    r3 = f"{name}-predictor-00003"
+    assert context["ti"].xcom["rollout"]["new_revision"] == r3  # the broken one, named
+    # Every request answered, none by the broken revision (r2, then the restored spec's revision).
+    assert load.failures == [] and load.ok > 20 and r3 not in load.served, (load.failures[:5], load.served)
     obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v2)
     assert _sole(revision_traffic(obj)) and obj["status"]["observedGeneration"] != obj["metadata"]["generation"]
