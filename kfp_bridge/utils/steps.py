@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from kfp_bridge.utils.states import RunState
@@ -152,20 +152,22 @@ class _Node:
     display: str
     children: list[str]
     full_name: str | None = None
-    kids: list[_Node] = field(default_factory=list)
 
     @property
     def state(self) -> RunState:
         return RunState.parse(self.detail.get("state"))
 
+    @property
+    def span(self) -> tuple[float, float]:
+        return _epoch(self.detail.get("start_time")), _epoch(self.detail.get("end_time"))
+
 
 def steps_from_task_details(details: Iterable[Mapping[str, Any]], spec: Mapping[str, Any] | None = None) -> tuple[Step, ...]:
-    """The steps of a run, in the order KFP lists the nodes (sorted by node id, so stable)."""
+    """The steps of a run, ordered by step path (KFP lists the nodes in no useful order)."""
     nodes = [_node(detail) for detail in details]
     shape = pipeline_shape(spec)
-    root = _rebuild_tree(nodes)
-    if root is not None:
-        return tuple(_walk_tree(root, shape))
+    if _resolve_names(nodes):
+        return tuple(_steps_from_names(nodes, shape))
     return tuple(_by_display_name(nodes, shape))
 
 
@@ -179,93 +181,167 @@ def _node(detail: Mapping[str, Any]) -> _Node:
     return _Node(detail, str(detail.get("display_name") or ""), children)
 
 
-def _rebuild_tree(nodes: list[_Node]) -> _Node | None:
-    """The workflow node with every node's full name and kids, or None when the details are not
-    Argo nodes listed the way api_converter.go lists them (sorted by node id).
+def _prefixes(name: str) -> list[str]:
+    """``a.b.c`` → ``a.b.c``, ``a.b``, ``a``: the DAG nodes a child of this node can be named under.
 
-    A detail does not carry its own node id, but every id is some node's child (or the workflow
-    name), and the list is sorted by id: the i-th detail is the i-th smallest id. The full names
-    are then checked against Argo's naming, so a server that names nodes differently falls back.
+    Argo hangs a task under the outbound nodes of the tasks it depends on (``controller/dag.go``),
+    not under its DAG node, but names it ``<DAG node name>.<task>``: so the name of a child is some
+    ancestor's name plus its display name (retry attempts and loop expansions included).
     """
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
+
+
+def _resolve_names(nodes: list[_Node]) -> bool:
+    """Give every node reachable from the workflow node its Argo full name; False when the details are
+    not Argo nodes named the Argo way (then steps fall back to display names).
+
+    A detail carries its children's node ids but not its own, so a child id is matched by hashing the
+    candidate names; among several details with one display name the one whose own children hash
+    from that name wins, then (a leaf: executor pods, drivers) the one whose times fit the parent's.
+    """
+    workflow_node = None
     for candidate in nodes:
-        workflow = candidate.display
-        expected = {argo_node_id(workflow, f"{workflow}.{name}") for name in ("root", "root-driver")}
-        if workflow and expected & set(candidate.children):
+        wf = candidate.display
+        if wf and {argo_node_id(wf, f"{wf}.root"), argo_node_id(wf, f"{wf}.root-driver")} & set(candidate.children):
+            workflow_node = candidate
             break
-    else:
-        return None
-    ids = sorted({workflow} | {child for node in nodes for child in node.children})
-    if len(ids) != len(nodes):
-        return None
-    by_id = dict(zip(ids, nodes, strict=True))
-    if by_id[workflow] is not candidate:
-        return None
-    candidate.full_name = workflow
-    queue = [candidate]
+    if workflow_node is None:
+        return False
+    wf = workflow_node.display
+    workflow_node.full_name = wf
+    by_display: dict[str, list[_Node]] = {}
+    for node in nodes:
+        if node is not workflow_node:
+            by_display.setdefault(node.display, []).append(node)
+    displays = list(by_display)
+    queue = [workflow_node]
+    resolved = 1
     while queue:
         parent = queue.pop(0)
+        assert parent.full_name is not None
         for child_id in parent.children:
-            node = by_id.get(child_id)
-            if node is None or node.full_name is not None:
-                return None
-            names = [n for n in _child_names(parent, node.display) if argo_node_id(workflow, n) == child_id]
-            if not names:
-                return None
-            node.full_name = names[0]
-            parent.kids.append(node)
+            match = _match_child(wf, parent, child_id, by_display, displays)
+            if match is None:
+                continue  # already named through another parent (a task with two dependencies)
+            node, name = match
+            node.full_name = name
+            resolved += 1
             queue.append(node)
-    return candidate
+    return resolved > 1
 
 
-def _child_names(parent: _Node, display: str) -> list[str]:
-    """Full names a child with this display name can have under ``parent`` (Argo's naming rules)."""
+def _match_child(
+    wf: str, parent: _Node, child_id: str, by_display: dict[str, list[_Node]], displays: list[str]
+) -> tuple[_Node, str] | None:
     assert parent.full_name is not None
-    names = [f"{parent.full_name}.{display}"]
-    attempt = _ATTEMPT.match(display)
-    if attempt and attempt.group("base") == parent.display:
-        names.append(f"{parent.full_name}({attempt.group('n')})")  # retry attempt
-    if "." in parent.full_name:
-        names.append(f"{parent.full_name.rsplit('.', 1)[0]}.{display}")  # withSequence expansion
-    return names
-
-
-def _walk_tree(workflow: _Node, shape: PipelineShape | None) -> list[Step]:
-    steps: list[Step] = []
-
-    def visit(node: _Node, dag: str | None, prefix: str) -> None:
-        for kid in node.kids:
-            display = kid.display
-            if dag is None:  # the workflow node's children: only root holds steps
-                if display == "root":
-                    visit(kid, "root", "")
+    for prefix in _prefixes(parent.full_name):
+        for display in displays:
+            name = f"{prefix}.{display}"
+            if argo_node_id(wf, name) != child_id:
                 continue
-            iteration = _ITERATION.match(display)
-            if iteration:
-                visit(kid, dag, f"{prefix.rstrip('/')}[{iteration.group('index')}]/")
-                continue
-            if display in ("iteration-iterations", "iteration-item"):
-                visit(kid, dag, prefix)
-                continue
-            task = _spec_task(shape, dag, display)
-            if task is None:
-                continue  # a driver, an executor, or a node the spec does not know
-            path = prefix + display
-            kind = task.kind or _kind_from_kids(kid)
-            if kind in ("dag", "loop"):
-                steps.append(_step(kid, path, container=False))
-                visit(kid, task.component if shape else dag, f"{path}/")
-            else:
-                steps.append(_step(kid, path, container=True))
+            free = [n for n in by_display[display] if n.full_name is None]
+            if not free:
+                return None
+            fitting = [n for n in free if _children_fit(wf, n, name, displays)]
+            chosen = min(fitting or free, key=lambda n: (not _state_fits(n, parent), _distance(n, parent)))
+            return chosen, name
+    return None
 
-    visit(workflow, None, "")
+
+def _children_fit(wf: str, node: _Node, name: str, displays: list[str]) -> bool:
+    if not node.children:
+        return True
+    wanted = set(node.children)
+    return any(argo_node_id(wf, f"{prefix}.{d}") in wanted for prefix in _prefixes(name) for d in displays)
+
+
+def _state_fits(node: _Node, parent: _Node) -> bool:
+    """A pod's phase agrees with the node holding it (a failed task has a failed pod, and so on)."""
+    if parent.state == RunState.FAILED:
+        return node.state == RunState.FAILED
+    if parent.state == RunState.SUCCEEDED:
+        return node.state in (RunState.SUCCEEDED, RunState.SKIPPED)
+    return True
+
+
+def _distance(node: _Node, parent: _Node) -> float:
+    (start, end), (p_start, p_end) = node.span, parent.span
+    return abs(start - p_start) + abs(end - p_end)
+
+
+def _locate(segments: list[str], shape: PipelineShape | None) -> tuple[str | None, str]:
+    """(step path, role) of a node from its name's segments after the workflow name.
+
+    role: ``step`` (the ``<task>`` node), ``executor`` (its pod, or a retry attempt) or ``other``.
+    """
+    if not segments or segments[0] != "root":
+        return None, "other"
+    stack: list[tuple[str, str]] = [("root", "")]  # (DAG component, path prefix)
+    found: str | None = None
+    for index, part in enumerate(segments[1:], start=1):
+        dag, prefix = stack[-1]
+        last = index == len(segments) - 1
+        if part == EXECUTOR or (_ATTEMPT.match(part) and part.startswith(EXECUTOR)):
+            return (found, "executor") if found else (None, "other")
+        if part == "onExit":  # exit tasks run as a hook of the task they follow, in its DAG
+            stack.pop() if len(stack) > 1 else None
+            found = None
+            continue
+        iteration = _ITERATION.match(part)
+        if iteration:
+            stack[-1] = (dag, f"{prefix.rstrip('/')}[{iteration.group('index')}]/")
+            found = None
+            continue
+        if part in ("iteration-iterations", "iteration-item"):
+            found = None
+            continue
+        task = _spec_task(shape, dag, part)
+        if task is None:
+            return None, "other"
+        found = prefix + part
+        if last:
+            return found, "step"
+        stack.append((task.component if shape is not None else dag, f"{found}/"))
+    return None, "other"
+
+
+def _kind(shape: PipelineShape | None, segments: list[str], nodes_below: list[str]) -> bool:
+    """Whether a step runs a pod (True) or groups tasks (False)."""
+    if shape is not None:
+        dag = "root"
+        task = None
+        for part in segments[1:]:
+            task = shape.tasks(dag).get(part)
+            if task is not None:
+                dag = task.component
+        if task is not None:
+            return task.kind in ("container", "importer")
+    return not nodes_below or any(n == EXECUTOR for n in nodes_below)
+
+
+def _steps_from_names(nodes: list[_Node], shape: PipelineShape | None) -> list[Step]:
+    located: list[tuple[str, str, _Node]] = []
+    for node in nodes:
+        if node.full_name is None or "." not in node.full_name:
+            continue
+        path, role = _locate(node.full_name.split(".")[1:], shape)
+        if path is not None:
+            located.append((path, role, node))
+    executors: dict[str, list[_Node]] = {}
+    for path, role, node in located:
+        if role == "executor":
+            executors.setdefault(path, []).append(node)
+    steps = []
+    for path, role, node in sorted(located, key=lambda item: item[0]):
+        if role != "step":
+            continue
+        assert node.full_name is not None
+        below = [n.full_name[len(node.full_name) + 1 :].split(".")[0] for n in nodes
+                 if n.full_name and n.full_name.startswith(node.full_name + ".")]
+        container = _kind(shape, node.full_name.split(".")[1:], below)
+        steps.append(_step(node, path, executors.get(path, []), container=container))
     return steps
-
-
-def _kind_from_kids(node: _Node) -> str:
-    """Without a spec: a task with an executor (or no kids yet) runs a pod; otherwise it groups tasks."""
-    if not node.kids or any(kid.display == EXECUTOR for kid in node.kids):
-        return "container"
-    return "dag"
 
 
 def _spec_task(shape: PipelineShape | None, dag: str, display: str) -> SpecTask | None:
@@ -277,15 +353,16 @@ def _spec_task(shape: PipelineShape | None, dag: str, display: str) -> SpecTask 
     return SpecTask(display, dag, "")
 
 
-def _step(node: _Node, path: str, *, container: bool) -> Step:
-    executors = [kid for kid in node.kids if kid.display == EXECUTOR]
-    attempts = [grand for ex in executors for grand in ex.kids if _ATTEMPT.match(grand.display)]
+def _step(node: _Node, path: str, pods_and_groups: list[_Node], *, container: bool) -> Step:
+    attempts = [n for n in pods_and_groups if n.display != EXECUTOR]  # executor(N) under a Retry node
+    executors = [n for n in pods_and_groups if n.display == EXECUTOR]
     pods = attempts or executors
     state = node.state
     cached = state == RunState.SUCCEEDED and bool(executors) and all(ex.state == RunState.SKIPPED for ex in executors)
     failed_pod: bool | None = any(pod.state == RunState.FAILED for pod in pods) if pods else False
-    if container and not node.kids and state == RunState.FAILED:
-        failed_pod = None  # never started a pod, or an importer (itself a pod): cannot tell
+    if container and not pods and state == RunState.FAILED:
+        failed_pod = None  # an importer (itself a pod), or no pod seen: cannot tell
+    latest = max(pods, key=lambda n: (n.span[0], n.full_name or "")) if pods else None
     return Step(
         name=path,
         state=state,
@@ -293,7 +370,7 @@ def _step(node: _Node, path: str, *, container: bool) -> Step:
         end_time=_time(node.detail.get("end_time")),
         cached=cached,
         executor_failed=failed_pod if container else False,
-        node_name=pods[-1].full_name if pods else None,
+        node_name=latest.full_name if latest else None,
         container=container,
     )
 
@@ -331,9 +408,28 @@ def _is_workflow_node(node: _Node) -> bool:
     return bool(node.children) and all(child.startswith(f"{node.display}-") for child in node.children)
 
 
+def _epoch(value: Any) -> float:
+    if not value:
+        return 0.0
+    if isinstance(value, int | float):
+        return float(value)
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        from datetime import datetime
+
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
 def _time(value: Any) -> str | None:
     if not value:
         return None
+    if isinstance(value, int | float):
+        from datetime import UTC, datetime
+
+        value = datetime.fromtimestamp(value, UTC)
     text = value if isinstance(value, str) else value.isoformat()
     return None if text.startswith("1970-01-01") else text  # the API sends the epoch for "unset"
 
@@ -350,27 +446,5 @@ def step_of_node_name(node_name: str, spec: Mapping[str, Any] | None = None) -> 
     ``wf.root.for-loop-2.iteration-iterations(1:1).iteration-item.print-op.executor`` →
     ``for-loop-2[1]/print-op``; None for drivers and anything that is not a step's pod.
     """
-    parts = node_name.split(".")
-    if len(parts) < 3 or parts[1] != "root":
-        return None
-    shape = pipeline_shape(spec)
-    dag = "root"
-    path = ""
-    found = None
-    for part in parts[2:]:
-        if part == EXECUTOR or _ATTEMPT.match(part):
-            return found
-        iteration = _ITERATION.match(part)
-        if iteration:
-            path = f"{path.rstrip('/')}[{iteration.group('index')}]/"
-            continue
-        if part in ("iteration-iterations", "iteration-item"):
-            continue
-        task = _spec_task(shape, dag, part)
-        if task is None:
-            return None
-        found = path + part
-        path = f"{found}/"
-        if shape is not None:
-            dag = task.component
-    return None
+    path, role = _locate(node_name.split(".")[1:], pipeline_shape(spec))
+    return path if role == "executor" else None

@@ -36,9 +36,8 @@ def _outer_nodes(*, inner_boom: str = "Failed", loop_item_1: str = "Succeeded", 
     loop_phase = "Failed" if loop_item_1 == "Failed" else "Succeeded"
     return [
         *container("work", "Succeeded", executor="Skipped" if cached_prep else None),
-        N("inner-driver"),
-        N("inner", inner_phase, [*container("work"), *container("boom", inner_boom)]),
-        N("for-loop-2-driver"),
+        N("inner-driver", deps=["work"]),
+        N("inner", inner_phase, [*container("work"), *container("boom", inner_boom, deps=["work"])], deps=["inner-driver"]),
         loop("for-loop-2", bodies, loop_phase, parent=f"{WF}.root"),
     ]
 
@@ -52,7 +51,8 @@ def test_fnv32a_matches_argo_node_ids():
 
 def test_details_carry_no_error_pod_name_or_task_id(spec):
     details = task_details(WF, _outer_nodes())
-    assert all(not {"error", "pod_name", "task_id"} & set(d) for d in details)
+    assert all(not {"error", "pod_name"} & set(d) for d in details)
+    assert [d["task_id"] for d in details] == sorted(d["task_id"] for d in details)  # not node-id order
     assert sum(d["display_name"] == "executor" for d in details) == 6  # collides without the tree
 
 
@@ -95,7 +95,8 @@ def test_cached_step_is_reported_cached_not_failed(spec):
 
 def test_terminated_run_blames_no_step():
     # Terminate: the running pod's node is failed/omitted by the deadline, the executor never failed itself.
-    nodes = [*container("prepare"), N("train-driver"), N("train", "Failed", [N("executor", "Omitted")])]
+    nodes = [*container("prepare"), N("train-driver", deps=["prepare"]),
+             N("train", "Failed", [N("executor", "Omitted")], deps=["train-driver"])]
     run = {"run_id": "r", "state": "FAILED", "run_details": {"task_details": task_details("p-1", nodes, "Failed")}}
     elsewhere = RunStatus.from_api(run)
     assert elsewhere.failed_steps == () and elsewhere.terminated == "elsewhere"
@@ -109,7 +110,7 @@ def test_terminated_run_blames_no_step():
 def test_retried_executor_attempts_are_the_pods(spec):
     attempts = N("executor", "Failed", [N("executor(0)", "Failed", name="p-1.root.train.executor(0)"),
                                         N("executor(1)", "Failed", name="p-1.root.train.executor(1)")])
-    nodes = [N("train-driver"), N("train", "Failed", [attempts])]
+    nodes = [N("train-driver"), N("train", "Failed", [attempts], deps=["train-driver"])]
     (step,) = steps_from_task_details(task_details("p-1", nodes, "Failed"))
     assert step.name == "train" and step.blamed and step.node_name == "p-1.root.train.executor(1)"
 
