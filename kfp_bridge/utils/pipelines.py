@@ -374,7 +374,20 @@ def _named_pipeline(module: Any, function: str, where: str, source: PipelineSour
 
 
 def compile_pipeline_to_file(source: PipelineSource, package_path: str) -> None:
-    """Compile a ``file``/``module`` source to ``package_path`` (.yaml) with kfp's compiler."""
+    """Compile a ``file``/``module`` source to ``package_path`` (.yaml) with kfp's compiler.
+
+    In this interpreter when it has the kfp SDK, else in the SDK's own venv (:mod:`kfp_bridge.utils.sdk`).
+    """
+    from kfp_bridge.utils import sdk
+
+    if not sdk.sdk_in_process():
+        _compile_with_sdk_python(source, package_path)
+        return
+    compile_in_process(source, package_path)
+
+
+def compile_in_process(source: PipelineSource, package_path: str) -> None:
+    """:func:`compile_pipeline_to_file` in this interpreter (ImportError when it has no kfp)."""
     from kfp import compiler
 
     pipeline = load_pipeline_function(source)
@@ -384,6 +397,25 @@ def compile_pipeline_to_file(source: PipelineSource, package_path: str) -> None:
         raise PipelineSourceError(
             f"compiling {source.reference} failed: {type(err).__name__}: {err}; fix the pipeline definition"
         ) from err
+
+
+def _compile_with_sdk_python(source: PipelineSource, package_path: str) -> None:
+    from kfp_bridge.utils import sdk
+
+    try:
+        python = sdk.configured_sdk_python()
+    except sdk.SdkUnavailableError as err:
+        raise PipelineSourceError(f"cannot compile {source.reference}: {err}") from None
+    if python is None:
+        raise PipelineSourceError(f"cannot compile {source.reference}: {sdk.SETUP_HINT}")
+    where = source.path if source.kind == "file" else source.module
+    reference = f"{where}:{source.function}" if source.function else str(where)
+    try:
+        sdk.compile_in_subprocess(python, reference, package_path)
+    except sdk.SdkUnavailableError as err:
+        raise PipelineSourceError(f"cannot compile {source.reference}: {err}") from None
+    except ValueError as err:
+        raise PipelineSourceError(str(err)) from None
 
 
 def compile_pipeline_function(
