@@ -300,8 +300,11 @@ def upsert_tasks(doc: dict[str, Any], nodes: list[dict[str, Any]], now: float) -
             state = row["state"]
         row["display_name"] = node["display_name"]
         row["start_time"] = node["started"] or row.get("start_time") or 0.0
+        # An unfinished node's FinishedAt is Go's zero time, never 0, so it replaces the stored end
+        # (the real server renders it as 0001-01-01; unset times render as the epoch here).
         row["end_time"] = node["finished"] or 0.0
-        row["child_tasks"] = list(node["children"])
+        # patchTask: children the new report leaves empty keep the stored ones.
+        row["child_tasks"] = list(node["children"]) or row.get("child_tasks") or []
         if row.get("state") != state:
             row["state"] = state
             row["state_history"].append({"update_time": now, "state": state})
