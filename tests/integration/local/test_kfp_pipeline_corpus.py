@@ -187,7 +187,7 @@ def test_same_requirement_set_shares_one_environment(corpus: dict[str, Submitted
     assert importlib.util.find_spec("toolz") is None
 
 
-def test_second_run_reuses_the_environment(kfp_stand_in, tmp_path):
+def test_second_run_reuses_the_environment(kfp_stand_in, tmp_path, capsys, record_property):
     client = kfp_stand_in.client()
     package = compile_pipeline("packages_reuse", "reuse_pipeline", tmp_path / "reuse.yaml")
     timings = []
@@ -203,9 +203,12 @@ def test_second_run_reuses_the_environment(kfp_stand_in, tmp_path):
         use = next(u for u in envs[0]["uses"] if u["run_id"] == result.run_id)
         timings.append((result.run_id, use, envs[0], time.monotonic() - started))
     (_, first, env1, run1), (_, second, env2, run2) = timings
-    print(f"\nfirst run: environment {'created' if first['created'] else 'reused'} in {first['seconds']:.2f} s "
-          f"(run {run1:.1f} s); second run: {'created' if second['created'] else 'reused'} in "
-          f"{second['seconds']:.2f} s (run {run2:.1f} s)")
+    line = (f"first run: environment {'created' if first['created'] else 'reused'} in {first['seconds']:.2f} s "
+            f"(run {run1:.1f} s); second run: {'created' if second['created'] else 'reused'} in "
+            f"{second['seconds']:.2f} s (run {run2:.1f} s)")
+    record_property("environment_timings", line)  # in the junit report, also under xdist
+    with capsys.disabled():
+        print(f"\n{line}")
     assert not second["created"]
     assert second["seconds"] < 2.0, second
     # Not recreated: the same ready marker (file and creation time) serves the second run.
