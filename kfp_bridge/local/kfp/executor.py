@@ -33,6 +33,7 @@ from kfp_bridge.local.kfp.synthetic import SyntheticRuns
 ACTIVE_STATES = ("PENDING", "RUNNING", "CANCELING")
 KILL_GRACE_SECONDS = 1.0
 TERMINATED_MESSAGE = "the run was terminated (activeDeadlineSeconds=0)"
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -168,7 +169,7 @@ class Executor:
             try:
                 nodes[:] = progress.refresh(doc, spec, time.time())
             except Exception:  # a node-building bug must not stop the run's own state from moving
-                logging.getLogger(__name__).exception("could not build the Argo nodes of run %s", run_id)
+                _log.exception("could not build the Argo nodes of run %s", run_id)
 
         doc = self._store.update("runs", run_id, apply)
         if doc is not None and nodes:
@@ -284,6 +285,10 @@ class Executor:
             progress.finish(doc, "FAILED", now, message)
 
         self._commit(run_id, close)
+        # KFP puts no error text on the run (fidelity K4); the stand-in's own log says why it ended.
+        doc = self._store.get("runs", run_id) or {}
+        if doc.get("state") == "FAILED":
+            _log.info("run %s ended FAILED: %s", run_id, doc.get("_message", ""))
 
     def _apply_events(self, run_id: str, attempt: int) -> None:
         path = self.run_dir(run_id) / f"events-{attempt}.jsonl"
