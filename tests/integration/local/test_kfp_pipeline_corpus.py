@@ -59,7 +59,7 @@ CASES = [
          "served by the stand-in's own kfp runtime")),
     Case("packages_same_set", "words_pipeline", "SUCCEEDED"),
     Case("packages_pinned_kfp", "pinned_kfp_pipeline", "SUCCEEDED", logs=("kfp==2.7.0 served by",)),
-    Case("packages_index_url", "frequency_pipeline", "SUCCEEDED"),
+    Case("packages_index_url", "shout_pipeline", "SUCCEEDED"),
     Case("artifacts", "training_pipeline", "SUCCEEDED"),
     Case("loops", "loop_pipeline", "SUCCEEDED"),
     Case("conditions", "flip_coin_pipeline", "SUCCEEDED", logs=("forced heads",)),
@@ -185,6 +185,7 @@ def test_same_requirement_set_shares_one_environment(corpus: dict[str, Submitted
     importlib.invalidate_caches()
     assert importlib.util.find_spec("humanize") is None
     assert importlib.util.find_spec("toolz") is None
+    assert importlib.util.find_spec("greeting_helpers") is None
 
 
 def test_second_run_reuses_the_environment(kfp_stand_in, tmp_path, capsys, record_property):
