@@ -14,6 +14,7 @@ patch; deployments list, watch (Standard mode); pods list (crash-looping new pod
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -202,20 +203,24 @@ class KServeHook(_KServeHookMixin, KubernetesHook):
 
     # ---- Standard mode: the predictor Deployment and its pods --------------------------------
     def list_deployment(self, name: str, namespace: str) -> tuple[dict[str, Any] | None, str]:
-        """The Deployment ``name`` (None if absent) and the list's resourceVersion (never too old to watch)."""
-        listing = self.apps_v1_client.list_namespaced_deployment(
-            namespace, **_by_name(name), _request_timeout=self.request_timeout
+        """The Deployment ``name`` (None if absent) and the list's resourceVersion (never too old to watch).
+
+        Deployments and pods are read as the API's JSON (``_preload_content=False``): the client's
+        models would reject an object for a field the rollout never reads."""
+        response = self.apps_v1_client.list_namespaced_deployment(
+            namespace, **_by_name(name), _request_timeout=self.request_timeout, _preload_content=False
         )
-        items = [self.api_client.sanitize_for_serialization(d) for d in listing.items]
-        return (items[0] if items else None), listing.metadata.resource_version
+        listing = json.loads(response.data)
+        items = listing.get("items") or []
+        return (items[0] if items else None), listing["metadata"]["resourceVersion"]
 
     def list_pods(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
         if not label_selector:
             return []
-        listing = self.core_v1_client.list_namespaced_pod(
-            namespace, label_selector=label_selector, _request_timeout=self.request_timeout
+        response = self.core_v1_client.list_namespaced_pod(
+            namespace, label_selector=label_selector, _request_timeout=self.request_timeout, _preload_content=False
         )
-        return [self.api_client.sanitize_for_serialization(p) for p in listing.items]
+        return list(json.loads(response.data).get("items") or [])
 
     def read_snapshot(self, name: str, namespace: str, standard: bool) -> tuple[Snapshot, str]:
         """One look at the InferenceService (and in Standard mode its Deployment and pods); the
@@ -249,6 +254,8 @@ class KServeHook(_KServeHookMixin, KubernetesHook):
         except ApiException as exc:
             if exc.status != 410:
                 raise
+        except ValueError:
+            return  # an event the client's model could not read is still a change: re-read it raw
         except urllib3.exceptions.HTTPError as exc:
             self.log.info("Watch of deployment %s/%s broke (%s); re-reading", namespace, name, exc)
             time.sleep(WATCH_RETRY_PAUSE)
@@ -418,18 +425,22 @@ class KServeAsyncHook(_KServeHookMixin, AsyncKubernetesHook):
         if not standard:
             return _snapshot(isvc, None, []), ""
         async with self.get_conn() as api_client:
-            listing = await client.AppsV1Api(api_client).list_namespaced_deployment(
-                namespace, **_by_name(predictor_deployment(name)), _request_timeout=self.request_timeout
+            response = await client.AppsV1Api(api_client).list_namespaced_deployment(
+                namespace,
+                **_by_name(predictor_deployment(name)),
+                _request_timeout=self.request_timeout,
+                _preload_content=False,
             )
-            items = [api_client.sanitize_for_serialization(d) for d in listing.items]
+            listing = json.loads(await response.read())
+            items = listing.get("items") or []
             deployment = items[0] if items else None
             pods: list[dict[str, Any]] = []
             if selector := _selector(deployment):
-                pod_list = await client.CoreV1Api(api_client).list_namespaced_pod(
-                    namespace, label_selector=selector, _request_timeout=self.request_timeout
+                response = await client.CoreV1Api(api_client).list_namespaced_pod(
+                    namespace, label_selector=selector, _request_timeout=self.request_timeout, _preload_content=False
                 )
-                pods = [api_client.sanitize_for_serialization(p) for p in pod_list.items]
-        return _snapshot(isvc, deployment, pods), listing.metadata.resource_version
+                pods = list(json.loads(await response.read()).get("items") or [])
+        return _snapshot(isvc, deployment, pods), listing["metadata"]["resourceVersion"]
 
     async def _deployment_changed(self, name: str, namespace: str, resource_version: str, seconds: float) -> None:
         import aiohttp
@@ -453,6 +464,8 @@ class KServeAsyncHook(_KServeHookMixin, AsyncKubernetesHook):
             except ApiException as exc:
                 if exc.status != 410:
                     raise
+            except ValueError:
+                return  # an event the client's model could not read is still a change: re-read it raw
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self.log.info("Watch of deployment %s/%s broke (%s); re-reading", namespace, name, exc)
                 await asyncio.sleep(WATCH_RETRY_PAUSE)
