@@ -33,7 +33,9 @@ PHASE_TO_STATE = {
     "Pending": "PENDING", "Running": "RUNNING", "Succeeded": "SUCCEEDED", "Skipped": "SKIPPED",
     "Failed": "FAILED", "Error": "FAILED", "Omitted": "RUNTIME_STATE_UNSPECIFIED",
 }
-_STEP_PHASE = {"RUNNING": "Running", "SUCCEEDED": "Succeeded", "FAILED": "Failed"}
+# RETRYING: a step that failed before a retry and has not started again. GenerateRetryExecution
+# (common/util/workflow.go) sets failed DAG nodes back to Running and deletes failed pods.
+_STEP_PHASE = {"RUNNING": "Running", "SUCCEEDED": "Succeeded", "FAILED": "Failed", "RETRYING": "Running"}
 _GENERATE_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # k8s apimachinery rand.String
 EXIT_STRATEGY = "ALL_UPSTREAM_TASKS_COMPLETED"
 
@@ -206,6 +208,8 @@ class _Builder:
         driver = self.add(f"{base}-driver", boundary, "system-container-driver", "Pod", "Succeeded", start, start)
         holder = self.add(base, boundary, ("retry-" if retry else "") + "system-container-executor", "DAG",
                           "Succeeded" if step.get("cached") else phase, start, end)
+        if step["state"] == "RETRYING":
+            return [(f"{name}-driver", deps, driver["id"]), (name, [f"{name}-driver"], holder["id"])]
         if step.get("cached"):
             # The driver found a cached execution: "executor" is skipped (when cached-decision != true).
             pod = self.add(f"{base}.executor", base, impl, "Skipped", "Skipped", start, start)

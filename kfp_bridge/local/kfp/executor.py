@@ -87,6 +87,9 @@ class Executor:
         if self.synthetic is not None and self.synthetic.enabled:
             self.synthetic.start(run_id)
             return
+        if attempt > 1:
+            # A retried run's failed DAG nodes are Running again at once (GenerateRetryExecution).
+            self._commit(run_id, lambda doc: None)
         active = _Active(attempt=attempt)
         with self._lock:
             self._active[run_id] = active

@@ -63,10 +63,13 @@ def apply_event(doc: dict[str, Any], event: dict[str, Any]) -> None:
 def finish(doc: dict[str, Any], state: str, now: float, message: str = "") -> None:
     """Close the run. Steps still running fail, as Argo fails the pods it stops (a terminated run
     ends Failed after ``activeDeadlineSeconds=0``: resource_manager.go TerminateRun, fidelity K2)."""
-    for step in (doc.get("_steps") or {}).values():
-        if step.get("state") == "RUNNING":
+    steps = doc.get("_steps") or {}
+    for path, step in list(steps.items()):
+        if step.get("state") == "RUNNING" or (step.get("state") == "RETRYING" and state == "FAILED"):
             step["state"] = "FAILED"
             step["end"] = now
+        elif step.get("state") == "RETRYING":
+            del steps[path]  # not run again in a run that succeeded: nothing of it is left
     if message:
         doc["_message"] = message
     doc.pop("error", None)
@@ -77,14 +80,18 @@ def finish(doc: dict[str, Any], state: str, now: float, message: str = "") -> No
 
 def reset_for_retry(doc: dict[str, Any], now: float) -> None:
     """Prepare a FAILED run to run again: succeeded steps keep their nodes, the others run anew
-    (common/util/workflow.go GenerateRetryExecution)."""
+    (common/util/workflow.go GenerateRetryExecution). The caller refreshes the nodes right away."""
     doc["_attempt"] = int(doc.get("_attempt", 1)) + 1
     doc["_event_offset"] = 0
     doc.pop("_outcome", None)
     doc.pop("_message", None)
     doc.pop("error", None)
     doc["finished_at"] = 0.0
-    doc["_steps"] = {p: s for p, s in (doc.get("_steps") or {}).items() if s.get("state") == "SUCCEEDED"}
+    steps = doc.get("_steps") or {}
+    for step in steps.values():
+        if step.get("state") != "SUCCEEDED":
+            # Failed DAG nodes go back to Running, failed pods are deleted (their rows stay as they were).
+            step.update(state="RETRYING", end=0.0)
     transition(doc, "RUNNING", now)
 
 

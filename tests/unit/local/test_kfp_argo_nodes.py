@@ -118,6 +118,10 @@ def test_unreached_tasks_are_omitted_and_running_ones_fail_when_the_run_stops(tm
     ids = {t["display_name"]: t["task_id"] for t in doc["task_details"] if t["display_name"] != "executor"}
     # Retry: the failed step runs again under the same node (same task row); rows are never deleted.
     progress.reset_for_retry(doc, 4.0)
+    progress.refresh(doc, spec, 4.0)
+    rows = {t["display_name"]: t for t in doc["task_details"]}
+    # GenerateRetryExecution: the failed DAG node is Running again, the failed pod's row stays as it was.
+    assert rows["add"]["state"] == "RUNNING" and rows["executor"]["state"] == "FAILED"
     progress.apply_event(doc, {"type": "task_started", "path": "add", "time": 4.0})
     progress.refresh(doc, spec, 4.0)
     rows = {t["display_name"]: t for t in doc["task_details"]}
