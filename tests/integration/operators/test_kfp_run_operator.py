@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import secrets
 import signal
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -14,7 +13,8 @@ import psutil
 import pytest
 from cryptography.fernet import Fernet
 
-from kfp_bridge.local.airflow import DB_NAME, DEV_FERNET_KEY, AirflowStack
+from kfp_bridge.local.airflow import DEV_FERNET_KEY, AirflowStack
+from kfp_bridge.utils.run_tags import parse_run_tag
 from tests.fixtures.airflow_checks import wait_log
 from tests.fixtures.kfp_stand_in import KfpStandIn
 from tests.integration.operators.conftest import add_dag, explain, kfp_runs, step_states, wait_kfp_runs
@@ -54,8 +54,7 @@ def sleep_dag(ops_stack: AirflowStack) -> str:
 
 def _trigger_kwargs(stack: AirflowStack) -> list[str]:
     """The kwargs of every trigger row, decrypted as the triggerer reads them."""
-    with sqlite3.connect(f"file:{stack.home / DB_NAME}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT classpath, kwargs FROM trigger").fetchall()
+    rows = stack.sql("SELECT classpath, kwargs FROM trigger")
     fernet = Fernet(DEV_FERNET_KEY.encode())
     # Airflow stores them fernet-encrypted, or as plain JSON on some paths (Trigger._decrypt_kwargs).
     return [
@@ -79,7 +78,10 @@ def test_sync_and_deferred_runs_succeed_with_xcom_and_link(
         url = ops_stack.xcom(basic_dag, run_id, task_id, key="kfp_run_url")
         kfp_run = runs[result["run_id"]]
         assert kfp_run.state == "SUCCEEDED"
-        assert kfp_run.description.endswith(f"/task_id={task_id}/run_id={run_id}/map_index=-1")
+        tag = parse_run_tag(kfp_run.description)
+        assert tag is not None and (tag["task_id"], tag["run_id"], tag["map_index"]) == (task_id, run_id, "-1")
+        # fidelity.md K1: the real server unescapes the filter twice; the tag keeps "+00:00" out.
+        assert "+" in run_id and not {"+", "%", " "} & set(kfp_run.description)
         assert url == f"{kfp_stand_in.host}/#/runs/details/{kfp_run.run_id}"
         assert result["url"] == url
         assert result["state"] == "SUCCEEDED"
@@ -126,8 +128,10 @@ def test_failed_step_is_named_and_clear_retries_only_it_in_the_same_run(
         assert ops_stack.task_instance(basic_dag, run_id, task_id)["state"] == "failed"
         log = ops_stack.task_log(basic_dag, run_id, task_id, 1)
         assert "KfpRunError" in log
-        assert "check-flag" in log
-        assert f"flag file {tmp_path / (task_id + '.flag')} is present" in log
+        assert "step 'check-flag' failed" in log and "step 'prepare' failed" not in log
+        # KFP 2.17 reports no step error text (fidelity.md K4; the stand-in used to fill task_details'
+        # error): without a Kubernetes connection the message says where the step's log is.
+        assert f"-l pipeline/runid={first_run_of(kfp_stand_in, basic_dag, run_id, task_id)} -c main" in log
 
     for task_id in ("sync", "deferred"):
         (tmp_path / f"{task_id}.flag").unlink()
@@ -151,6 +155,17 @@ def test_failed_step_is_named_and_clear_retries_only_it_in_the_same_run(
         assert "Created KFP run" not in log
 
 
+def first_run_of(stand_in: KfpStandIn, dag_id: str, run_id: str, task_id: str) -> str:
+    (run,) = kfp_runs(stand_in, dag_id=dag_id, run_id=run_id, task_id=task_id)
+    return run.run_id
+
+
+def _map_index(run) -> int:
+    tag = parse_run_tag(run.description)
+    assert tag is not None, run.description
+    return int(tag["map_index"])
+
+
 def test_mapped_task_runs_one_kfp_run_per_index_and_clear_retries_only_its_own(
     ops_stack: AirflowStack, kfp_stand_in: KfpStandIn, tmp_path: Path
 ) -> None:
@@ -160,7 +175,7 @@ def test_mapped_task_runs_one_kfp_run_per_index_and_clear_retries_only_its_own(
     assert ops_stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "failed"
     states = {ti["map_index"]: ti["state"] for ti in ops_stack.task_instances(dag_id, run_id)}
     assert states == {0: "success", 1: "failed", 2: "success"}
-    runs = {int(r.description.rsplit("=", 1)[1]): r for r in kfp_runs(kfp_stand_in, dag_id=dag_id, run_id=run_id)}
+    runs = {_map_index(r): r for r in kfp_runs(kfp_stand_in, dag_id=dag_id, run_id=run_id)}
     assert sorted(runs) == [0, 1, 2]
     assert [runs[i].state for i in range(3)] == ["SUCCEEDED", "FAILED", "SUCCEEDED"]
     for index in range(3):
@@ -172,7 +187,7 @@ def test_mapped_task_runs_one_kfp_run_per_index_and_clear_retries_only_its_own(
     assert [(ti["task_id"], ti["map_index"]) for ti in cleared] == [("mapped", 1)]
     assert ops_stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "success", explain(ops_stack, dag_id, run_id)
 
-    after = {int(r.description.rsplit("=", 1)[1]): r for r in kfp_runs(kfp_stand_in, dag_id=dag_id, run_id=run_id)}
+    after = {_map_index(r): r for r in kfp_runs(kfp_stand_in, dag_id=dag_id, run_id=run_id)}
     assert {i: r.run_id for i, r in after.items()} == {i: r.run_id for i, r in runs.items()}
     assert [after[i].state for i in range(3)] == ["SUCCEEDED"] * 3
     tries = {ti["map_index"]: ti["try_number"] for ti in ops_stack.task_instances(dag_id, run_id)}
@@ -182,7 +197,7 @@ def test_mapped_task_runs_one_kfp_run_per_index_and_clear_retries_only_its_own(
         assert (tmp_path / f"m{index}.counter").read_text() == f"set-{index}\n"
 
 
-def test_killing_a_running_sync_task_and_a_deferred_task_cancels_their_runs(
+def test_killing_a_running_sync_task_and_a_deferred_task_terminates_their_runs(
     ops_stack: AirflowStack, kfp_stand_in: KfpStandIn, sleep_dag: str
 ) -> None:
     run_id = ops_stack.trigger_dag(sleep_dag, conf={"seconds": 600})
@@ -200,12 +215,16 @@ def test_killing_a_running_sync_task_and_a_deferred_task_cancels_their_runs(
         )
         assert response.status_code == 200, response.text
 
-    runs = wait_kfp_runs(kfp_stand_in, 2, {"CANCELED"}, KILL_TIMEOUT, dag_id=sleep_dag, run_id=run_id)
-    assert {r.description.split("/task_id=")[1].split("/")[0] for r in runs} == {"sync", "deferred"}
+    # KFP 2.17 ends a terminated run FAILED, not CANCELED (fidelity.md K2; the stand-in used to say
+    # CANCELED): only the task's log can say the run was terminated by Airflow.
+    runs = wait_kfp_runs(kfp_stand_in, 2, {"FAILED"}, KILL_TIMEOUT, dag_id=sleep_dag, run_id=run_id)
+    assert {parse_run_tag(r.description)["task_id"] for r in runs} == {"sync", "deferred"}
     assert ops_stack.wait_dag_run(sleep_dag, run_id, RUN_TIMEOUT) == "failed"
     for task_id in ("sync", "deferred"):
         ti = ops_stack.task_instance(sleep_dag, run_id, task_id)
         assert (ti["state"], ti["try_number"]) == ("failed", 1)
+        log = wait_log(ops_stack, sleep_dag, run_id, task_id, "terminated by Airflow (the task was killed); no step failed")
+        assert "step 'sleep-for' failed" not in log
 
 
 def test_worker_killed_while_waiting_reattaches_to_the_same_run(
@@ -299,16 +318,14 @@ def test_no_token_in_logs_xcom_rendered_fields_or_the_database(
     """Runs last in this module: everything above has left its logs, XComs and rendered fields."""
     tokens = {t.encode() for t in SEEN_TOKENS | {kfp_stand_in.token}}
     files = [p for p in ops_stack.home.rglob("*") if p.is_file()]
-    database = ops_stack.home / DB_NAME
-    assert database in files
     assert any(p.suffix == ".log" and "dag_id=kfp_ops_" in str(p) for p in files)
     leaks = [(str(p), t.decode()) for p in files for t in tokens if t in p.read_bytes()]
+    dump = ops_stack.database_dump()
+    assert b"kfp_ops_" in dump
+    leaks += [("metadata database", t.decode()) for t in tokens if t in dump]
     assert leaks == []
     # XCom and rendered fields are also checked as the API serves them (the DB could compress them).
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT dag_id, run_id, task_id, map_index FROM task_instance WHERE dag_id LIKE 'kfp_ops_%'"
-        ).fetchall()
+    rows = ops_stack.sql("SELECT dag_id, run_id, task_id, map_index FROM task_instance WHERE dag_id LIKE 'kfp_ops_%'")
     assert rows
     for dag_id, run_id, task_id, map_index in rows:
         path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}"
