@@ -121,7 +121,8 @@ class Executor:
             return run_id in self._active
 
     def recover(self) -> None:
-        """At startup: runs that were executing when the server died end FAILED."""
+        """At startup: runs that were executing when the server died end FAILED; pods of deleted runs go."""
+        self.pods.prune({doc["run_id"] for doc in self._store.all("runs")})
         for doc in self._store.all("runs"):
             if doc.get("state") not in ACTIVE_STATES:
                 continue

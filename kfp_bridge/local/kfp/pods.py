@@ -116,6 +116,18 @@ class PodWriter:
             elif not log.exists():
                 _write_atomic(log, f"{node['display_name']}: driver for {node['name']}\n")
 
+    def prune(self, live_run_ids: set[str]) -> None:
+        """Delete pods of runs that no longer exist (deleted while the server was down, or before
+        the service told the executor)."""
+        for path in self._dir.glob("*/*.json"):
+            try:
+                run_id = json.loads(path.read_text())["metadata"]["labels"]["pipeline/runid"]
+            except (OSError, ValueError, KeyError):
+                continue
+            if run_id not in live_run_ids:
+                path.unlink(missing_ok=True)
+                path.with_name(path.name[: -len(".json")] + ".main.log").unlink(missing_ok=True)
+
     def remove_run(self, doc: dict[str, Any]) -> None:
         """Delete a run's pods (the run was deleted; Argo garbage-collects its pods with the workflow)."""
         folder = self._dir / namespace_of(doc)

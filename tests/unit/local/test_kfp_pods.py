@@ -56,5 +56,10 @@ def test_pods_are_written_with_argo_names_and_a_live_log_link(tmp_path):
     assert os.readlink(main_log).endswith(f"attempt-2/{step_log_name('train')}")
     assert json.loads((folder / f"{executor['pod_name']}.json").read_text())["status"]["phase"] == "Failed"
 
+    writer.prune({"r1"})
+    assert len(list(folder.glob("*.json"))) == 2  # its run still exists
     writer.remove_run(doc)
+    assert list(folder.glob("*")) == []
+    writer.write({**doc, "run_id": "gone"}, [driver], run_dir)
+    writer.prune({"r1"})
     assert list(folder.glob("*")) == []
