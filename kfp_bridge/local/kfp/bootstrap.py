@@ -18,14 +18,15 @@ here that interpreter is a per-task ``python3`` shim:
   and run with the same set reuses: the model of kfp.local's ``use_venv`` without a reinstall per
   task. The venv sees the stand-in's packages through a ``.pth`` file; nothing is ever installed
   into the stand-in's own environment. An install failure fails the step with uv's/pip's message.
-* every other ``python3`` runs on that venv's interpreter once the bootstrap chose one, else on
-  the stand-in's.
+* every other ``python3`` runs on that venv's interpreter. A component with the bootstrap gets a
+  venv even without ``packages_to_install``: like the image after ``pip install kfp --no-deps``,
+  it sees the stdlib, kfp (a symlinked view of the stand-in's kfp, nothing else of the stand-in's
+  environment) and what it installed, so an import that ``packages_to_install`` forgot fails
+  here as it does on a cluster. Components compiled with ``install_kfp_package=False`` (written
+  for a prepared environment) keep running on the stand-in's own interpreter.
 
 Container components (and containerized Python components) need their image: KFP runs them as
 pods. The stand-in has no container engine, so such a step fails with a message saying so.
-
-Known gap: a component runs on the stand-in's environment (or a venv that sees it), not on a bare
-image, so an import that ``packages_to_install`` forgot can still work here and fail on a cluster.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import os
 import re
 import shlex
 import shutil
-import site
 import subprocess
 import sys
 import time
@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     from kfp.local import status
 
 PREFIX = "kfp-bridge stand-in:"
-# Distributions that come with the stand-in's kfp runtime (the SDK pins kfp; users sometimes list these).
-RUNTIME_DISTRIBUTIONS = ("kfp", "kfp-pipeline-spec", "kfp-server-api", "kfp-kubernetes")
+# What the SDK's bootstrap installs (``kfp==<its version> --no-deps``), served by the stand-in's kfp.
+RUNTIME_DISTRIBUTION = "kfp"
 READY_FILE = "kfp-bridge-env.json"  # written last: its presence means the venv is complete
 USES_FILE = "kfp-bridge-uses.jsonl"  # one line per task that used the venv (created or reused, seconds)
 RUNTIME_PTH = "_kfp_bridge_stand_in_runtime.pth"
@@ -170,14 +170,14 @@ def classify(requirement: str) -> tuple[str, str]:
     if req.marker is not None and not req.marker.evaluate():
         return "skip", f"markers '{req.marker}' don't match this environment"  # pip skips it too
     name = canonicalize_name(req.name)
-    installed = _installed_version(name) if name in RUNTIME_DISTRIBUTIONS and not req.url else None
+    installed = _installed_version(name) if name == RUNTIME_DISTRIBUTION and not req.url else None
     if installed is None:
         return "install", ""
     if req.specifier.contains(installed, prereleases=True):
         return "served", installed
     # The SDK pins the kfp it compiled with; every 2.x runtime executes a 2.x component the same way.
     pins = [spec.version for spec in req.specifier if spec.operator == "=="]
-    if name == "kfp" and pins and Version(installed).major == 2 and all(p.split(".")[0] == "2" for p in pins):
+    if pins and Version(installed).major == 2 and all(p.split(".")[0] == "2" for p in pins):
         return "served", installed
     return "install", ""
 
@@ -189,6 +189,36 @@ def find_uv() -> str | None:
         if os.access(candidate, os.X_OK):
             return str(candidate)
     return shutil.which("uv")
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def runtime_view(root: Path) -> Path:
+    """A folder with only the stand-in's kfp (package and dist-info, symlinked): what a component's
+    image holds after the SDK's ``pip install kfp==… --no-deps``. Venvs put it on their path."""
+    from importlib import metadata
+
+    dist = metadata.distribution(RUNTIME_DISTRIBUTION)
+    view = Path(root).absolute() / f"_kfp-{dist.version}-runtime"
+    if (view / ".ready").exists():
+        return view
+    with _locked(view.with_name(view.name + ".lock")):
+        if not (view / ".ready").exists():
+            shutil.rmtree(view, ignore_errors=True)
+            view.mkdir(parents=True)
+            tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
+            for top in sorted(tops):
+                target = Path(str(dist.locate_file(top)))
+                if target.exists():
+                    (view / top).symlink_to(target)
+            (view / ".ready").write_text(str(dist.locate_file("")))
+    return view
 
 
 class Environments:
@@ -209,12 +239,13 @@ class Environments:
             "python": list(sys.version_info[:3]),
             "base": os.path.realpath(self.base_python),
             "installer": "uv" if self.uv else "pip",
+            "sees": "kfp-only",  # venvs built when they saw the whole stand-in environment are not reused
             "installs": [{"requirements": sorted(i.requirements), "options": list(i.options)} for i in installs],
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
         names = sorted(re.split(r"[^A-Za-z0-9_.-]", r, maxsplit=1)[0] for i in installs for r in i.requirements)
         label = re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(n for n in names if n))[:40].strip("-.")
-        return f"{label}-{digest}" if label else digest
+        return f"{label or 'kfp-only'}-{digest}"
 
     def ensure(self, installs: list[PipInstall], run_id: str = "") -> tuple[Path, bool, float]:
         """The venv's python for ``installs``, whether this call created it, and the seconds it took."""
@@ -224,8 +255,7 @@ class Environments:
         if not (env / READY_FILE).exists():
             self.root.mkdir(parents=True, exist_ok=True)
             # Two runs (or two loop iterations) asking for the same set at once: one builds, the other waits.
-            with open(self.root / f"{env.name}.lock", "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            with _locked(self.root / f"{env.name}.lock"):
                 if not (env / READY_FILE).exists():
                     shutil.rmtree(env, ignore_errors=True)  # half-built by a run that was killed
                     try:
@@ -253,10 +283,10 @@ class Environments:
             self._run([self.base_python, "-m", "venv", str(env)])
             for install in installs:
                 self._run([str(python), "-m", "pip", "install", "--disable-pip-version-check", *install.pip_args()])
-        # After the install, so it resolves as on a bare image; then the component sees the kfp runtime.
+        # After the install, so it resolves as on a bare image; then the component sees the kfp runtime
+        # (appended to sys.path: a kfp the component installed itself wins, as pip's would).
         site_packages = env / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
-        lines = [f"import site; site.addsitedir({path!r})" for path in site.getsitepackages()]
-        (site_packages / RUNTIME_PTH).write_text("\n".join(lines) + "\n")
+        (site_packages / RUNTIME_PTH).write_text(f"{runtime_view(self.root)}\n")
 
     @staticmethod
     def _run(command: list[str]) -> None:
@@ -308,12 +338,15 @@ def pip_install(shim: Path, args: list[str]) -> int:
         else:
             wanted.append(requirement)
     install = PipInstall(tuple(wanted), request.options, request.quiet)
-    if not install.needs_install():
-        return 0
     previous = [PipInstall(tuple(i["requirements"]), tuple(i["options"])) for i in task["installs"]]
-    installs = [*previous, install]
+    if install.needs_install():
+        installs = [*previous, install]
+    elif previous:
+        return 0  # the SDK's kfp line after the user's packages: their environment stays
+    else:
+        installs = []  # the SDK's kfp line alone: a clean environment that sees kfp only
     environments = Environments(Path(task["venvs"]), task["python"], find_uv())
-    what = " ".join(wanted) or " ".join(install.options)
+    what = " ".join(r for i in installs for r in i.requirements) or "kfp only"
     try:
         python, created, seconds = environments.ensure(installs, task.get("run_id", ""))
     except InstallFailed as exc:

@@ -72,6 +72,8 @@ CASES = [
     Case("failing", "gated_pipeline", "FAILED", logs=("deliberate failure: score 0.5 is below threshold 0.9",)),
     Case("exit_handler_failure", "exit_handler_failure_pipeline", "FAILED",
          logs=("could not reach db.example.invalid", "final state"), why="the exit task runs, the run stays FAILED"),
+    Case("forgot_packages", "forgot_packages_pipeline", "FAILED", logs=("No module named 'yaml'",),
+         why="its image has kfp only; pyyaml is the stand-in's, not the component's"),
     Case("install_failure", "missing_package_pipeline", "FAILED",
          logs=("could not install kfp-bridge-no-such-package-7f3a9c",), why="pip fails on a real cluster too"),
     Case("container", "container_pipeline", "FAILED", logs=("needs a container engine", "image 'alpine'")

@@ -86,7 +86,7 @@ def test_the_sdk_bootstrap_parses_into_requirements_and_options():
     ("kfp==2.7.0", "served"),  # compiled with an older 2.x SDK: the 2.x runtime runs it the same way
     ("kfp>=2,<3", "served"),
     ("kfp", "served"),
-    ("kfp-pipeline-spec", "served"),
+    ("kfp-pipeline-spec", "install"),  # the SDK installs kfp --no-deps; listed by the user, pip installs it
     ("kfp==1.8.22", "install"),  # a v1 SDK is not what the stand-in runs: installed, as KFP would
     ('typing-extensions>=3.7.4,<5; python_version<"3.9"', "skip"),
     ("humanize", "install"),
@@ -150,10 +150,12 @@ def test_uv_environment_is_created_once_then_reused_and_sees_the_kfp_runtime(tmp
     again, created_again, seconds = envs.ensure(wanted, "run-2")
     assert (again, created_again) == (python, False) and seconds < 1.0
     assert [(u["run_id"], u["created"]) for u in _uses(python)] == [("run-1", True), ("run-2", False)]
-    probe = "import tinybridge, kfp; print(tinybridge.VALUE, kfp.__version__)"
+    probe = ("import importlib.util as u, tinybridge, kfp; "
+             "print(tinybridge.VALUE, kfp.__version__, u.find_spec('yaml'), u.find_spec('airflow'))")
     out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, check=True,
                          env={**os.environ, "_KFP_RUNTIME": "true"}).stdout.split()
-    assert out[0] == "42" and out[1].startswith("2.")
+    # kfp from the stand-in, nothing else of it (pyyaml, airflow are there but not in an image).
+    assert out == ["42", out[1], "None", "None"] and out[1].startswith("2.")
     # The stand-in's own environment got nothing.
     assert subprocess.run([sys.executable, "-c", "import tinybridge"], capture_output=True).returncode != 0
 
@@ -217,11 +219,23 @@ def test_sdk_bootstrap_with_packages_runs_the_component_on_the_cached_venv(tmp_p
     assert not list((tmp_path / "shims").iterdir())  # each task's shim is gone after it
 
 
-def test_sdk_bootstrap_without_packages_runs_on_the_stand_in_python(tmp_path: Path):
-    script = sdk_bootstrap([]).replace('"$0" "$@"', 'python3 -c "import sys; print(sys.prefix)"')
+def test_sdk_bootstrap_without_packages_runs_on_a_kfp_only_environment(tmp_path: Path):
+    """Like the image after ``pip install kfp --no-deps``: kfp imports, the stand-in's other packages do not."""
+    probe = ("import sys, kfp.dsl.executor_main; print(sys.prefix); "
+             "import yaml")  # pyyaml is in the stand-in's environment, not in a component's image
+    script = sdk_bootstrap([]).replace('"$0" "$@"', f'_KFP_RUNTIME=true python3 -c "{probe}"')
     result = run_component_script(tmp_path, script)
+    assert result.returncode != 0
+    assert "No module named 'yaml'" in result.stdout + result.stderr
+    prefix = Path(result.stdout.strip().splitlines()[-1])
+    assert prefix.parent == tmp_path / "venvs" and prefix.name.startswith("kfp-only-")
+
+
+def test_components_without_the_bootstrap_keep_the_stand_in_python(tmp_path: Path):
+    """``install_kfp_package=False`` components were written for a prepared environment: this one."""
+    result = run_component_script(tmp_path, 'python3 -c "import sys, yaml; print(sys.prefix)"')
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.strip().splitlines()[-1] == sys.prefix
+    assert result.stdout.strip() == sys.prefix
     assert not (tmp_path / "venvs").exists()
 
 
