@@ -42,6 +42,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -309,7 +310,10 @@ class Environments:
 @contextlib.contextmanager
 def task_python(shims_root: Path, venvs_root: Path, run_id: str = "") -> Iterator[str]:
     """A ``python3`` shim for one component process; removed when the process is done."""
-    shim = Path(shims_root) / uuid.uuid4().hex[:12]
+    if re.search(r"[^\w@%+=:,./-]", str(Path(shims_root).absolute())):
+        # kfp.local pastes the interpreter path unquoted into the component's ``sh -c`` script.
+        shims_root = Path(tempfile.gettempdir()) / f"kfp-bridge-shims-{os.getuid()}"
+    shim = Path(shims_root).absolute() / uuid.uuid4().hex[:12]
     shim.mkdir(parents=True)
     try:
         (shim / "task.json").write_text(json.dumps({"venvs": str(venvs_root), "python": sys.executable,

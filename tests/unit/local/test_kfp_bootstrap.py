@@ -252,3 +252,10 @@ def test_pip_subcommands_other_than_install_are_refused_clearly(tmp_path: Path):
     result = run_component_script(tmp_path, "python3 -m pip freeze")
     assert result.returncode == 1
     assert "only run `pip install`" in result.stderr
+
+
+def test_a_state_dir_with_spaces_still_gets_a_pasteable_shim(tmp_path: Path):
+    with bootstrap.task_python(tmp_path / "my state" / "shims", tmp_path / "my state" / "venvs") as python3:
+        assert " " not in python3
+        command = subprocess_task_handler.replace_python_executable(["sh", "-c", "python3 -c 'print(7)'"], python3)
+        assert subprocess.run(command, capture_output=True, text=True).stdout.strip() == "7"
