@@ -152,24 +152,27 @@ class _Builder:
             entries.extend(built)
             task_nodes[name] = built[-1][2] if built else None
         self.connect(node, entries)
-        # Exit tasks run as the exit lifecycle hook of the task they depend on.
+        # Exit tasks run as the exit lifecycle hook of each task they depend on; a dependency holds
+        # one hook (the last exit task naming it wins) and ParallelFor tasks get none (dag.go DAG()
+        # fills taskToExitTemplate, iteratorTask() drops the exit template).
+        hooks: dict[str, str] = {}
         for name in sorted(exits):
+            for dep in exits[name].get("dependentTasks") or []:
+                hooks[dep] = name
+        for dep, name in sorted(hooks.items()):
             task = exits[name]
             path = f"{prefix}/{name}" if prefix else name
-            if path not in self.steps:
+            owner = task_nodes.get(dep)
+            dep_task = tasks.get(dep) or {}
+            if path not in self.steps or owner is None or "parameterIterator" in dep_task or "artifactIterator" in dep_task:
                 continue
-            for dep in task.get("dependentTasks") or []:
-                owner = task_nodes.get(dep)
-                if owner is None:
-                    continue
-                owner_node = self.nodes[owner]
-                hook_name = f"{owner_node['name']}.onExit"
-                phase = self.step_phase(path) or "Running"
-                start, end = self._span(self.steps.get(path))
-                hook = self.add(hook_name, node["name"], f"exit-hook-{component}-{name}", "DAG", phase, start, end)
-                owner_node["children"].append(hook["id"])
-                self.connect(hook, self.task(hook_name, name, task, path, [], final, tasks))
-                break
+            owner_node = self.nodes[owner]
+            hook_name = f"{owner_node['name']}.onExit"
+            phase = self.step_phase(path) or "Running"
+            start, end = self._span(self.steps.get(path))
+            hook = self.add(hook_name, node["name"], f"exit-hook-{component}-{name}", "DAG", phase, start, end)
+            owner_node["children"].append(hook["id"])
+            self.connect(hook, self.task(hook_name, name, task, path, [], final, tasks))
 
     def task(self, boundary: str, name: str, task: dict[str, Any], path: str, deps: list[str], final: bool,
              siblings: dict[str, Any]) -> list[tuple[str, list[str], str | None]]:

@@ -138,3 +138,22 @@ def test_an_omitted_node_keeps_the_state_its_row_had():
     assert doc["task_details"][0]["state"] == "RUNNING"
     argo_nodes.upsert_tasks(doc, [{**node, "phase": "Error", "finished": 3.0}], 3.0)
     assert doc["task_details"][0]["state"] == "FAILED" and doc["task_details"][0]["end_time"] == 3.0
+
+
+def test_a_task_run_after_several_upstreams_hooks_onto_each_of_them():
+    """dag.go DAG(): every dependency of an ALL_UPSTREAM_TASKS_COMPLETED task gets it as exit hook."""
+    component = {"componentRef": {"name": "comp-a"}}
+    spec = {"pipelineInfo": {"name": "p"},
+            "root": {"dag": {"tasks": {"a": component, "b": component, "cleanup": {
+                **component, "dependentTasks": ["a", "b"],
+                "triggerPolicy": {"strategy": "ALL_UPSTREAM_TASKS_COMPLETED"}}}}},
+            "components": {"comp-a": {"executorLabel": "exec-a"}},
+            "deploymentSpec": {"executors": {"exec-a": {"container": {"image": "python:3.11"}}}}}
+    steps = {"a": _ok(), "b": _ok(), "cleanup": _ok(3, 4)}
+    nodes = _by_name(argo_nodes.build(spec, WF, steps, {"phase": "Succeeded", "started": 1, "finished": 5}))
+    for owner in ("a", "b"):
+        hook = nodes[f"{WF}.root.{owner}.onExit"]
+        assert hook["template"] == "exit-hook-root-cleanup" and hook["display_name"] == f"{owner}.onExit"
+        assert hook["id"] in nodes[f"{WF}.root.{owner}"]["children"]
+        assert nodes[f"{WF}.root.{owner}.onExit.cleanup.executor"]["phase"] == "Succeeded"
+    assert f"{WF}.root.cleanup" not in nodes  # not a task of the root DAG itself
