@@ -173,10 +173,18 @@ class KfpRunOperator(BaseOperator):
 
     def _terminate(self, run_id: str, reason: str) -> dict[str, Any] | None:
         """Terminate and wait (the hook's lifecycle step); recorded so the run is never blamed on a step."""
+        from kfp_bridge.hooks.kfp import KfpApiError
+
         self.log.info("Terminating KFP run %s: %s (terminated by Airflow)", run_id, reason)
+        hook = self._get_hook()
+        try:
+            hook.terminate_run(run_id)  # first: SIGKILL follows SIGTERM within seconds
+        except KfpApiError as err:
+            if err.status != 400:  # 400: already finished, or already being terminated
+                self.log.warning("Could not terminate KFP run %s: %s", run_id, err)
         self._record_terminated(run_id, reason)
         try:
-            run = self._get_hook().terminate_and_wait(run_id)
+            run = hook.terminate_and_wait(run_id)
         except Exception:
             self.log.exception("Could not terminate KFP run %s", run_id)
             return None
