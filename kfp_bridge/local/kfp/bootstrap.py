@@ -226,7 +226,7 @@ class Environments:
     """Virtualenvs for ``pip install`` requirement sets, created once under ``root`` and reused.
 
     :param root: the cache folder (``STATE_DIR/venvs``).
-    :param base_python: the stand-in's interpreter; venvs use its Python and see its packages.
+    :param base_python: the stand-in's interpreter; venvs use its Python and see its kfp (only).
     :param uv: the uv binary, or None for ``python -m venv`` + pip.
     """
 
@@ -240,7 +240,8 @@ class Environments:
             "python": list(sys.version_info[:3]),
             "base": os.path.realpath(self.base_python),
             "installer": "uv" if self.uv else "pip",
-            "sees": "kfp-only",  # venvs built when they saw the whole stand-in environment are not reused
+            # A venv sees the stand-in's kfp (only): a new kfp there means new venvs.
+            "sees": f"kfp-only {_installed_version(RUNTIME_DISTRIBUTION)}",
             "installs": [{"requirements": sorted(i.requirements), "options": list(i.options)} for i in installs],
         }
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
