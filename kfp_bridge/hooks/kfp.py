@@ -400,10 +400,10 @@ class KfpHook(BaseHook):
             nonlocal attempts
             attempts += 1
             if attempts > 1:
-                existing = self.find_runs_by_tag(tag)
-                if existing:
-                    self.log.info("Run %s was created before the connection failed; using it", existing[0]["run_id"])
-                    return existing[0]
+                existing = self.find_run_by_tag(tag)
+                if existing is not None:
+                    self.log.info("Run %s was created before the connection failed; using it", existing["run_id"])
+                    return existing
             return attempt().to_dict()
 
         # A 401 means the server created nothing, so sending it again after a rotation is safe.
