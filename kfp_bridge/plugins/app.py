@@ -6,6 +6,8 @@ Routes (``{dag_id}/{dag_run_id}/{task_id}`` address a task instance, ``?map_inde
 * ``GET  /dag-run/{dag_id}/{dag_run_id}``: the KFP runs of a DAG run (the "KFP runs" tab of a DAG run).
 * ``GET  /api/ti/...``: the same data as JSON.
 * ``POST /api/ti/.../retry-failed-steps``: KFP retry of the run, then clear the task so it follows it.
+* ``POST /api/ti/.../terminate-kfp-run``: terminate the KFP run of a task that stopped while its run
+  did not.
 
 Authorization is Airflow's own: reading needs GET on the DAG's task instances, the action needs PUT
 (what clearing a task needs), so anonymous callers get 401 and read-only users 403. The action is a
@@ -19,7 +21,7 @@ every HTML response a ``Content-Security-Policy`` with a fresh nonce (:class:`Se
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -42,7 +44,8 @@ COMMON_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "same-
 HTML_HEADERS = {"cache-control": "no-store", "x-frame-options": "SAMEORIGIN"}
 
 can_read = Depends(requires_access_dag(method="GET", access_entity=DagAccessEntity.TASK_INSTANCE))
-can_edit = Depends(requires_access_dag(method="PUT", access_entity=DagAccessEntity.TASK_INSTANCE))
+require_edit = requires_access_dag(method="PUT", access_entity=DagAccessEntity.TASK_INSTANCE)
+can_edit = Depends(require_edit)
 MapIndex = Annotated[str, Query(description="map index; empty or -1 for an unmapped task")]
 
 
@@ -97,6 +100,32 @@ def json_post_only(request: Request) -> None:
         )
     if _origin(origin) not in allowed_origins(request):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"Cross-origin request from {origin} refused.")
+
+
+def guarded_action(event: str) -> Any:
+    """Airflow's PUT permission on the task instance, then the CSRF guard; a refusal is audited.
+
+    Every attempt of an action is in Airflow's audit log with the user and the outcome (the service
+    records the ones that reach it); an anonymous caller (401) has no name to record.
+    """
+
+    def guard(request: Request, user: GetUserDep) -> None:
+        try:
+            require_edit(request, user)
+            json_post_only(request)
+        except HTTPException as err:
+            params = request.path_params
+            ref = TaskRef(
+                params["dag_id"],
+                params["dag_run_id"],
+                params["task_id"],
+                parse_map_index(request.query_params.get("map_index")),
+            )
+            extra = {"outcome": "refused", "status": err.status_code, "reason": str(err.detail)}
+            service.record_audit(ref, user.get_name(), extra, event)
+            raise
+
+    return Depends(guard)
 
 
 class SecurityHeaders:
@@ -188,7 +217,7 @@ def create_app() -> FastAPI:
 
     @app.post(
         "/api/ti/{dag_id}/{dag_run_id}/{task_id}/retry-failed-steps",
-        dependencies=[can_edit, Depends(json_post_only)],
+        dependencies=[guarded_action(service.AUDIT_EVENT)],
     )
     def retry_failed_steps(
         dag_id: str, dag_run_id: str, task_id: str, user: GetUserDep, map_index: MapIndex = "-1"
@@ -196,6 +225,19 @@ def create_app() -> FastAPI:
         ref = TaskRef(dag_id, dag_run_id, task_id, parse_map_index(map_index))
         try:
             return service.retry_failed_steps(ref, user_name=user.get_name()).as_dict()
+        except OnCallError as err:
+            return _error(err)
+
+    @app.post(
+        "/api/ti/{dag_id}/{dag_run_id}/{task_id}/terminate-kfp-run",
+        dependencies=[guarded_action(service.TERMINATE_AUDIT_EVENT)],
+    )
+    def terminate_kfp_run(
+        dag_id: str, dag_run_id: str, task_id: str, user: GetUserDep, map_index: MapIndex = "-1"
+    ):
+        ref = TaskRef(dag_id, dag_run_id, task_id, parse_map_index(map_index))
+        try:
+            return service.terminate_kfp_run(ref, user_name=user.get_name()).as_dict()
         except OnCallError as err:
             return _error(err)
 

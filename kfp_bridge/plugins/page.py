@@ -63,28 +63,12 @@ SCRIPT = """
 (function () {
   var LAST = "kfp-bridge:last-action:" + location.pathname + location.search;
   var out = document.getElementById("retry-result");
-  var button = document.getElementById("retry-failed-steps");
-  var last = sessionStorage.getItem(LAST);
-  if (last && out) { out.textContent = last; out.className = "ok"; }
-
-  // KFP links: the sandbox has no allow-popups, so open them from the (same-origin) parent page.
-  document.querySelectorAll("a.kfp-link").forEach(function (link) {
-    link.addEventListener("click", function (event) {
-      var sandbox = window.frameElement && window.frameElement.sandbox;
-      if (!sandbox || !sandbox.length || sandbox.contains("allow-popups")) { return; }
-      try {
-        var doc = window.parent.document, a = doc.createElement("a");
-        a.href = link.href; a.target = "_blank"; a.rel = "noopener noreferrer";
-        doc.body.appendChild(a); a.click(); a.remove(); event.preventDefault();
-      } catch (e) { /* not same-origin: let the link navigate this frame */ }
-    });
-  });
-
-  if (button) {
+  // The actions (Retry failed steps, Terminate KFP run): a JSON POST with the UI's own session
+  // cookie, as Airflow's UI calls its API; the answer goes to #retry-result.
+  document.querySelectorAll("button[data-url]").forEach(function (button) {
     button.addEventListener("click", function () {
       button.disabled = true;
-      out.className = ""; out.textContent = "Asking KFP to retry the failed steps…";
-      // A JSON POST with the UI's own session cookie, as Airflow's UI calls its API.
+      out.className = ""; out.textContent = button.dataset.pending;
       fetch(button.dataset.url, {
         method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "Accept": "application/json"},
@@ -105,7 +89,7 @@ SCRIPT = """
         out.className = "refused"; out.textContent = "Request failed: " + err; button.disabled = false;
       });
     });
-  }
+  });
   // Refresh while something moves; while KFP is unavailable each reload costs the api-server a KFP
   // call that fails slowly, so wait twice as long each time (10 s .. 2 min), per tab.
   var body = document.body, BACKOFF = "kfp-bridge:backoff:" + location.pathname + location.search;
@@ -175,9 +159,13 @@ def _problem(problem: str) -> str:
     return f'<p class="error" id="problem">{label}{escape(problem)}</p><p class="note" id="refresh-note"></p>'
 
 
-def retry_url(prefix: str, ref: TaskRef) -> str:
+def action_url(prefix: str, ref: TaskRef, action: str) -> str:
     path = "/".join(quote(part, safe="") for part in (ref.dag_id, ref.run_id, ref.task_id))
-    return f"{prefix}/api/ti/{path}/retry-failed-steps?map_index={ref.map_index}"
+    return f"{prefix}/api/ti/{path}/{action}?map_index={ref.map_index}"
+
+
+def retry_url(prefix: str, ref: TaskRef) -> str:
+    return action_url(prefix, ref, "retry-failed-steps")
 
 
 def ti_page(view: RunView, *, prefix: str, nonce: str) -> str:
@@ -230,12 +218,23 @@ def ti_page(view: RunView, *, prefix: str, nonce: str) -> str:
         reason = (
             "" if view.retryable else f'<p class="note" id="retry-reason">{escape(view.reason or "")}</p>'
         )
+        # Offered only when it applies: the task stopped (e.g. marked failed) but its KFP run did not.
+        terminate = (
+            '<p><button id="terminate-kfp-run" type="button" '
+            f'data-url="{escape(action_url(prefix, ref, "terminate-kfp-run"))}" '
+            'data-pending="Asking KFP to terminate the run…">Terminate KFP run</button> '
+            '<span class="note">The Airflow task is no longer running but its KFP run is: stop the run in '
+            "KFP.</span></p>"
+            if view.terminable
+            else ""
+        )
         parts.append(
             '<div class="panel"><button id="retry-failed-steps" type="button" '
-            f'data-url="{escape(retry_url(prefix, ref))}"{disabled}>Retry failed steps</button> '
+            f'data-url="{escape(retry_url(prefix, ref))}" '
+            f'data-pending="Asking KFP to retry the failed steps…"{disabled}>Retry failed steps</button> '
             '<span class="note">KFP reruns only the failed steps of this run; the Airflow task is cleared '
             "and follows the retried run.</span>"
-            f'{reason}<p id="retry-result" role="status"></p></div>'
+            f'{reason}{terminate}<p id="retry-result" role="status"></p></div>'
         )
     else:
         parts.append(f'<p class="note" id="retry-reason">{escape(view.reason or "")}</p>')

@@ -90,8 +90,8 @@ def test_page_escapes_kfp_text_and_disables_the_button_with_the_reason() -> None
     html = page.ti_page(view, prefix="/kfp-bridge", nonce="n0nce")
     assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;" in html
     assert (
-        'id="retry-failed-steps" type="button" data-url="/kfp-bridge/api/ti/d/r/t/retry-failed-steps?map_index=-1" disabled'
-        in html
+        'id="retry-failed-steps" type="button" data-url="/kfp-bridge/api/ti/d/r/t/retry-failed-steps?map_index=-1" '
+        'data-pending="Asking KFP to retry the failed steps…" disabled' in html
     )
     assert "only a FAILED or CANCELED run can be retried" in html
 
@@ -245,12 +245,28 @@ def test_kfp_unavailable_is_said_and_marked_for_the_refresh_back_off() -> None:
     assert "Math.min(Number(sessionStorage.getItem(BACKOFF) || 5) * 2, 120)" in page.SCRIPT
 
 
+class _User:
+    def get_name(self) -> str:
+        return "on-call"
+
+
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> TestClient:
+def audit(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """What the routes write to Airflow's audit log (the service's record_audit, captured)."""
+    rows: list[tuple] = []
+    monkeypatch.setattr(plugin_app.service, "record_audit", lambda *args: rows.append(args))
+    return rows
+
+
+@pytest.fixture
+def client(monkeypatch: pytest.MonkeyPatch, audit: list[tuple]) -> TestClient:
     """The plugin's app with every caller allowed and the service answering from memory."""
+    from airflow.api_fastapi.core_api.security import get_user
+
     app = plugin_app.create_app()
-    for dependency in (plugin_app.can_read, plugin_app.can_edit):
-        app.dependency_overrides[dependency.dependency] = lambda: None
+    app.dependency_overrides[plugin_app.can_read.dependency] = lambda: None
+    app.dependency_overrides[get_user] = _User
+    monkeypatch.setattr(plugin_app, "require_edit", lambda request, user: None)
 
     def build_view(ref: TaskRef) -> RunView:
         if ref.task_id != "t":
@@ -288,8 +304,10 @@ def test_404_page_escapes_the_path(client: TestClient) -> None:
     assert "&quot;&gt;&lt;img src=x onerror=window.__pwned=1&gt;/t2 does not exist." in response.text
 
 
-def test_post_refuses_origin_null_and_forwarded_host(client: TestClient) -> None:
-    url = "/api/ti/d/r/t/retry-failed-steps"
+def test_post_refuses_origin_null_and_forwarded_host_and_audits_each_refusal(
+    client: TestClient, audit: list[tuple]
+) -> None:
+    url = "/api/ti/d/r/t/retry-failed-steps?map_index=2"
     null = client.post(url, json={}, headers={"Origin": "null"})
     assert null.status_code == 403 and "Origin: null" in null.json()["detail"]
     forged = client.post(
@@ -302,3 +320,51 @@ def test_post_refuses_origin_null_and_forwarded_host(client: TestClient) -> None
         },
     )
     assert forged.status_code == 403 and "Cross-origin" in forged.json()["detail"]
+    form = client.post(url, content=b"x=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    assert [(ref, user, extra["outcome"], extra["status"], event) for ref, user, extra, event in audit] == [
+        (TaskRef("d", "r", "t", 2), "on-call", "refused", status, "kfp_bridge.retry_failed_steps")
+        for status in (403, 403, 415)
+    ]
+
+
+def test_terminate_route_calls_the_service_and_its_refusals_are_audited(
+    client: TestClient, audit: list[tuple], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kfp_bridge.plugins.service import TerminateResult
+
+    calls = []
+
+    def terminate(ref: TaskRef, *, user_name: str) -> TerminateResult:
+        calls.append((ref, user_name))
+        if ref.task_id == "busy":
+            raise OnCallError(409, "The Airflow task is running: it terminates its run when it is killed.")
+        return TerminateResult("r1", "FAILED", "Terminated KFP run r1.")
+
+    monkeypatch.setattr(plugin_app.service, "terminate_kfp_run", terminate)
+    done = client.post("/api/ti/d/r/t/terminate-kfp-run", json={}, headers={"Origin": "http://airflow:8080"})
+    assert done.status_code == 200 and done.json()["message"] == "Terminated KFP run r1."
+    busy = client.post("/api/ti/d/r/busy/terminate-kfp-run", json={})
+    assert busy.status_code == 409 and "terminates its run" in busy.json()["detail"]
+    assert calls == [(TaskRef("d", "r", "t"), "on-call"), (TaskRef("d", "r", "busy"), "on-call")]
+    assert client.get("/api/ti/d/r/t/terminate-kfp-run").status_code == 405  # never a GET
+    assert (
+        client.post("/api/ti/d/r/t/terminate-kfp-run", json={}, headers={"Origin": "null"}).status_code == 403
+    )
+    assert len(calls) == 2, "a refused request never reaches KFP"
+    assert [(extra["outcome"], event) for _, _, extra, event in audit] == [
+        ("refused", "kfp_bridge.terminate_kfp_run")
+    ]
+
+
+def test_terminate_button_only_when_the_task_stopped_but_its_run_did_not() -> None:
+    html = page.ti_page(
+        _view(run_id="r1", run_state="RUNNING", terminable=True), prefix="/kfp-bridge", nonce="n"
+    )
+    assert (
+        'id="terminate-kfp-run" type="button" data-url="/kfp-bridge/api/ti/d/r/t/terminate-kfp-run?map_index=-1"'
+        in html
+    )
+    assert 'id="terminate-kfp-run"' not in page.ti_page(
+        _view(run_id="r1", run_state="RUNNING"), prefix="/p", nonce="n"
+    )
