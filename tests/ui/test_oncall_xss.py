@@ -40,6 +40,7 @@ ROUTES = (
     ("html", "/kfp-bridge/dag-run/{dag_id}/{run_id}"),
     ("json", "/kfp-bridge/api/ti/{dag_id}/{run_id}/{task_id}?map_index={map_index}"),
     ("json", "/kfp-bridge/api/ti/{dag_id}/{run_id}/{task_id}/retry-failed-steps?map_index={map_index}"),
+    ("json", "/kfp-bridge/api/ti/{dag_id}/{run_id}/{task_id}/terminate-kfp-run?map_index={map_index}"),
 )
 
 
@@ -150,7 +151,7 @@ def test_no_payload_runs_on_any_route_and_every_html_response_has_the_csp(
     ours = [r for r in seen if "/kfp-bridge/" in r["url"]]
     html = [r for r in ours if r["mime"] == "text/html"]
     assert len(html) == checked["html"] + 2 and len(ours) == sum(checked.values()) + 2, (len(html), checked)
-    assert checked == {"html": 6 * (len(PAYLOADS) + 1), "json": 8 * (len(PAYLOADS) + 1)}
+    assert checked == {"html": 6 * (len(PAYLOADS) + 1), "json": 12 * (len(PAYLOADS) + 1)}
     for response in html:
         csp = response["headers"].get("content-security-policy", "")
         assert "script-src 'nonce-" in csp and "frame-ancestors 'self'" in csp, response
