@@ -100,6 +100,7 @@ class RevisionRecord:
     process: ModelServerProcess | None = field(default=None, repr=False)
     task: asyncio.Task | None = field(default=None, repr=False)
     retry_at: float = field(default=0.0, repr=False)  # Standard mode: end of the CrashLoopBackOff
+    created: str = field(default_factory=now_rfc3339, repr=False)  # Standard mode: the pod's start
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -406,6 +407,7 @@ class Controller:
                     restarts=record.restarts + (1 if crashed else 0),
                     waiting="CrashLoopBackOff" if crashed else "",
                     message=record.message,
+                    started=record.created,
                 )
             )
         newest = rt.pending or rt.current

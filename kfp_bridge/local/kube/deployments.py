@@ -55,6 +55,10 @@ def labels(isvc: str) -> dict[str, str]:
 
 
 def _condition(type_: str, status: str, reason: str, message: str, now: str, previous: dict[str, Any] | None):
+    if previous is not None and (previous.get("status"), previous.get("reason"), previous.get("message")) == (
+        status, reason, message
+    ):
+        return previous  # nothing happened: no new timestamps (and no watch event)
     cond = {"type": type_, "status": status, "reason": reason, "message": message, "lastUpdateTime": now}
     same = previous is not None and previous.get("status") == status
     cond["lastTransitionTime"] = previous["lastTransitionTime"] if same and previous else now
@@ -106,8 +110,6 @@ def deployment(
         progressing = _condition("Progressing", "True", "NewReplicaSetCreated", f'Created new replica set "{rs_name}"', now, before)
     else:
         progressing = _condition("Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.', now, before)
-        if before.get("reason") == "ReplicaSetUpdated" and before.get("status") == "True":
-            progressing["lastUpdateTime"] = before["lastUpdateTime"]  # no new progress, no new stamp
     status: dict[str, Any] = {
         "observedGeneration": generation,
         "replicas": total,
@@ -164,6 +166,7 @@ def pod_object(isvc: str, namespace: str, pod: Pod, now: str) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "kserve-container",
         "image": "kserve/sklearnserver",
+        "imageID": "docker.io/kserve/sklearnserver@sha256:" + "0" * 64,
         "ready": pod.ready,
         "restartCount": pod.restarts,
         "started": pod.ready,
@@ -180,9 +183,18 @@ def pod_object(isvc: str, namespace: str, pod: Pod, now: str) -> dict[str, Any]:
         "metadata": {
             "name": pod.name,
             "namespace": namespace,
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{pod.name}")),
+            "creationTimestamp": pod.started or now,
             "labels": {**labels(isvc), POD_TEMPLATE_HASH: pod.template_hash},
             "ownerReferences": [
-                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": f"{isvc}-predictor-{pod.template_hash}", "controller": True}
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "ReplicaSet",
+                    "name": f"{isvc}-predictor-{pod.template_hash}",
+                    "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{isvc}-predictor-{pod.template_hash}")),
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
             ],
         },
         "spec": {"containers": [{"name": "kserve-container", "image": "kserve/sklearnserver"}]},
