@@ -45,7 +45,17 @@ def _projected_token(volume: dict) -> dict:
 
 def test_deploy_holds_the_expected_manifests():
     kinds = sorted(doc["kind"] for _, doc in all_resources())
-    assert kinds == ["Pod", "PodDefault", "Role", "RoleBinding", "RoleBinding", "ServiceAccount", "ServiceAccount"], kinds
+    assert kinds == [
+        "Pod",
+        "PodDefault",
+        "Role",
+        "Role",
+        "RoleBinding",
+        "RoleBinding",
+        "RoleBinding",
+        "ServiceAccount",
+        "ServiceAccount",
+    ], kinds
 
 
 @pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
@@ -62,7 +72,7 @@ def test_manifest_validates_against_its_schema(path: Path, capsys):
 
 def test_validators_reject_broken_manifests():
     """The validators are not vacuous: a typo'd field, a wrong type and a missing selector fail."""
-    (role,) = _by_kind("Role")
+    role = _by_kind("Role")[0]
     typo = copy.deepcopy(role)
     typo["rules"][0]["verb"] = typo["rules"][0].pop("verbs")
     with pytest.raises(kubernetes_validate.ValidationError):
