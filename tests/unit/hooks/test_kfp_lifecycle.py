@@ -108,3 +108,14 @@ def test_filter_is_url_encoded_once():
     encoded = encode_filter(flt)
     assert "+" not in encoded and " " not in encoded and "{" not in encoded
     assert '"a+b c%"' in unquote(encoded)
+
+
+def test_multi_user_extra_without_namespace_fails_before_any_request(monkeypatch):
+    # No server listens on this port: the check must not need one (K9, before any side effect).
+    body = '{"conn_type": "kfp", "host": "http://127.0.0.1:9", "extra": {"multi_user": true}}'
+    monkeypatch.setenv("AIRFLOW_CONN_KFP_MU_UNIT", body)
+    from kfp_bridge.utils.kfp_connection import KfpConnectionError
+
+    with pytest.raises(KfpConnectionError, match="multi-user.*set the connection extra 'namespace'"):
+        KfpHook("kfp_mu_unit").check_namespace()
+    KfpHook("kfp_mu_unit", namespace="team-a").check_namespace()  # a namespace: nothing to check

@@ -84,3 +84,9 @@ def test_provider_info_mirrors_connection_form():
     (kfp_type,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "kfp"]
     assert kfp_type["conn-fields"] == CONN_FIELDS
     assert kfp_type["ui-field-behaviour"] == UI_FIELD_BEHAVIOUR
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, False), (True, True), ("true", True), ("false", False)])
+def test_multi_user_extra(value, expected):
+    extra = {} if value is None else {"multi_user": value}
+    assert settings_from_connection(conn(extra=extra), environ={}).multi_user is expected
