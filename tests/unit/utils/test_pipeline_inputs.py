@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from kfp_bridge.utils.pipeline_inputs import InputParam, PipelineParamsError, declared_inputs, validate_params
+from kfp_bridge.utils.pipeline_inputs import (
+    InputParam,
+    PipelineParamsError,
+    declared_artifacts,
+    declared_inputs,
+    validate_params,
+)
 from kfp_bridge.utils.pipeline_sources import compile_pipeline_function
 from tests.unit.utils.pipeline_sources_fixtures import typed_source, write
 
@@ -117,3 +123,39 @@ def test_validate_lists_every_problem_at_once(typed_spec):
 def test_validate_accepts_api_form(typed_spec):
     wrapped = {"pipeline_spec": typed_spec, "platform_spec": {}}
     assert validate_params(wrapped, {"a": "x"}) == {"a": "x"}
+
+
+def test_declared_inputs_carry_description_and_literals():
+    spec = {
+        "root": {
+            "inputDefinitions": {
+                "parameters": {
+                    "n": {
+                        "parameterType": "NUMBER_INTEGER",
+                        "description": "how many",
+                        "literals": [1.0, 2.0],
+                    },
+                    "s": {"parameterType": "STRING"},
+                }
+            }
+        }
+    }
+    declared = declared_inputs(spec)
+    assert declared["n"].description == "how many"
+    assert declared["n"].literals == (1, 2)
+    assert all(isinstance(v, int) for v in declared["n"].literals)
+    assert (declared["s"].description, declared["s"].literals) == ("", None)
+
+
+def test_declared_artifacts():
+    spec = {
+        "root": {
+            "inputDefinitions": {
+                "parameters": {"s": {"parameterType": "STRING"}},
+                "artifacts": {"model": {"artifactType": {"schemaTitle": "system.Model"}}, "raw": {}},
+            }
+        }
+    }
+    assert declared_artifacts(spec) == {"model": "system.Model", "raw": "artifact"}
+    assert declared_artifacts({"root": {}}) == {}
+    assert "model" not in declared_inputs(spec)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import yaml
 
@@ -16,6 +20,7 @@ from kfp_bridge.utils.pipeline_specs import (
     PipelineSourceError,
     load_pipeline_documents,
     load_pipeline_spec,
+    read_pipeline_documents,
     spec_content_hash,
     spec_short_hash,
     version_name,
@@ -153,3 +158,26 @@ def test_with_caching_covers_nested_dags(tmp_path):
     assert all(task["cachingOptions"]["enableCache"] is False for task in tasks)
     # the input is untouched
     assert spec["root"]["dag"]["tasks"]["one"]["cachingOptions"]["enableCache"] is True
+
+
+def test_read_without_kfp_checks_structure_only(tmp_path, typed_spec):
+    # Parse time (kfp_bridge.params) reads with PyYAML only; the protobuf check waits for execute.
+    path = tmp_path / "typo.yaml"
+    spec = dict(typed_spec, pipelineInfoo={"name": "x"})
+    path.write_text(yaml.safe_dump(spec))
+    assert read_pipeline_documents(str(path)).name == "typed"
+    with pytest.raises(PipelineSourceError, match="invalid pipeline spec"):
+        load_pipeline_documents(str(path))
+    (tmp_path / "manifest.yaml").write_text("apiVersion: v1\nkind: ConfigMap\n")
+    with pytest.raises(PipelineSourceError, match="Kubernetes manifest"):
+        read_pipeline_documents(str(tmp_path / "manifest.yaml"))
+
+
+def test_read_pipeline_documents_does_not_import_kfp():
+    iris = os.path.join(os.path.dirname(__file__), "..", "..", "..", "dags", "pipelines", "iris.yaml")
+    code = (
+        "import sys; from kfp_bridge.utils.pipeline_specs import read_pipeline_documents; "
+        f"print(read_pipeline_documents({iris!r}).name, 'kfp' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["iris-train", "False"]

@@ -1,0 +1,165 @@
+"""Airflow ``Param``s from a compiled pipeline's typed inputs, for ``DAG(params=...)``.
+
+The Trigger form then shows one field per pipeline input with its type and default, and Airflow
+refuses a wrong type before any DAG run is created::
+
+    from kfp_bridge.params import pipeline_params
+
+    with DAG(..., params=pipeline_params("pipelines/iris.yaml")):
+        ...
+
+Runs at parse time, so it reads the YAML with PyYAML only (never kfp) and caches what it read by
+file content: re-parsing an unchanged file costs a ``stat``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from kfp_bridge.utils.pipeline_inputs import InputParam, declared_artifacts, declared_inputs
+from kfp_bridge.utils.pipeline_sources import YAML_SUFFIXES
+from kfp_bridge.utils.pipeline_specs import PipelineSourceError, parse_pipeline_documents, pipeline_name
+
+if TYPE_CHECKING:
+    from airflow.sdk import Param
+
+__all__ = ["JSON_SCHEMA_TYPES", "pipeline_params"]
+
+# KFP parameterType -> JSON-schema type (what the trigger form picks its widget by).
+JSON_SCHEMA_TYPES = {
+    "STRING": "string",
+    "NUMBER_INTEGER": "integer",
+    "NUMBER_DOUBLE": "number",
+    "BOOLEAN": "boolean",
+    "LIST": "array",
+    "STRUCT": "object",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    name: str
+    parameters: dict[str, InputParam]
+    artifacts: dict[str, str]
+
+
+# (path, mtime_ns, size) -> digest, and digest -> inputs: an unchanged file is never re-read, a
+# touched one is re-hashed but not re-parsed, and copies of one pipeline share an entry.
+_BY_STAT: dict[tuple[str, int, int], str] = {}
+_BY_DIGEST: dict[str, _Inputs] = {}
+
+
+def pipeline_params(
+    pipeline: str,
+    *,
+    defaults: Mapping[str, Any] | None = None,
+    dag_folder: str | None = None,
+) -> dict[str, Param]:
+    """One Airflow ``Param`` per input of a compiled pipeline (``root.inputDefinitions.parameters``).
+
+    Each Param carries the JSON-schema type of the KFP parameterType (STRING string, NUMBER_INTEGER
+    integer, NUMBER_DOUBLE number, BOOLEAN boolean, LIST array, STRUCT object), the compiled default,
+    the input's description, ``title`` (the input name) and ``enum`` for a ``Literal[...]`` input.
+    An input without a default that is not optional gets no default, so Airflow requires it; an
+    optional one without a default accepts null (the pipeline then sees "not given").
+
+    A scheduled DAG cannot have required params (Airflow refuses to parse it): give those inputs a
+    value with ``defaults``.
+
+    :param pipeline: a compiled pipeline YAML path, absolute or relative to the folder of the file
+        that calls this (the DAG file), as ``KfpRunOperator(pipeline=...)`` resolves it.
+    :param defaults: values replacing (or supplying) inputs' defaults, by input name.
+    :param dag_folder: what a relative path is relative to, instead of the caller's folder.
+    :raises FileNotFoundError: the file does not exist (names the resolved path and the base).
+    :raises PipelineSourceError: not a compiled pipeline YAML; the pipeline takes artifact inputs
+        (a KFP run cannot be given those); ``defaults`` names an input the pipeline does not have.
+    """
+    from airflow.sdk import Param
+
+    if dag_folder is None:
+        dag_folder = _caller_folder()
+    path = _resolve(pipeline, dag_folder)
+    inputs = _read_inputs(path)
+    if inputs.artifacts:
+        listed = ", ".join(f"{name} ({kind})" for name, kind in sorted(inputs.artifacts.items()))
+        raise PipelineSourceError(
+            f"pipeline {inputs.name or path!r} ({path}) takes artifact inputs ({listed}); a KFP run's runtime "
+            "config carries parameters only, so these cannot come from DAG params. Make them parameters "
+            "(e.g. a URI string) and load them inside the pipeline with dsl.importer"
+        )
+    overrides = dict(defaults or {})
+    unknown = sorted(set(overrides) - set(inputs.parameters))
+    if unknown:
+        raise PipelineSourceError(
+            f"defaults name {', '.join(map(repr, unknown))}, which pipeline {inputs.name or path!r} does not "
+            f"declare; its inputs are: {', '.join(sorted(inputs.parameters)) or 'none'}"
+        )
+    source = os.path.basename(path)
+    return {
+        name: Param(**_param_kwargs(name, param, source, overrides))
+        for name, param in inputs.parameters.items()
+    }
+
+
+def _param_kwargs(name: str, param: InputParam, source: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    json_type: Any = JSON_SCHEMA_TYPES.get(param.type)
+    kwargs: dict[str, Any] = {
+        "title": name,
+        "description": param.description or f"Pipeline input {name} ({param.type}) of {source}",
+    }
+    if name in overrides:
+        kwargs["default"] = overrides[name]
+    elif param.has_default:
+        kwargs["default"] = copy.deepcopy(param.default)  # cached: a DAG must not edit another's list
+    elif param.optional:
+        kwargs["default"] = None
+        if json_type:
+            json_type = [json_type, "null"]  # the form shows the first non-null type, unmarked as required
+    if json_type:  # a parameterType newer than this module: no type check rather than a wrong one
+        kwargs["type"] = json_type
+    if param.literals:
+        kwargs["enum"] = list(param.literals)
+    return kwargs
+
+
+def _caller_folder() -> str | None:
+    # Frame 0 is _caller_folder, 1 pipeline_params, 2 the DAG file's module code.
+    filename = sys._getframe(2).f_code.co_filename
+    return os.path.dirname(os.path.abspath(filename)) if os.path.isfile(filename) else None
+
+
+def _resolve(pipeline: str, dag_folder: str | None) -> str:
+    from kfp_bridge.utils.pipeline_sources import resolve_pipeline_source
+
+    if not isinstance(pipeline, str) or not pipeline.strip().endswith(YAML_SUFFIXES):
+        raise PipelineSourceError(
+            f"pipeline_params needs a compiled pipeline YAML (.yaml/.yml), got {pipeline!r}; compile the "
+            "source with `kfp-bridge compile <file>.py` and pass the YAML's path (parsing never imports kfp)"
+        )
+    source = resolve_pipeline_source(pipeline, dag_folder)
+    assert source.path is not None
+    return source.path
+
+
+def _read_inputs(path: str) -> _Inputs:
+    stat = os.stat(path)
+    key = (path, stat.st_mtime_ns, stat.st_size)
+    digest = _BY_STAT.get(key)
+    if digest is not None and digest in _BY_DIGEST:
+        return _BY_DIGEST[digest]
+    with open(path, "rb") as stream:
+        content = stream.read()
+    digest = hashlib.sha256(content).hexdigest()
+    inputs = _BY_DIGEST.get(digest)
+    if inputs is None:
+        spec = parse_pipeline_documents(content, path).pipeline_spec
+        inputs = _Inputs(pipeline_name(spec), declared_inputs(spec), declared_artifacts(spec))
+        _BY_DIGEST[digest] = inputs
+    _BY_STAT[key] = digest
+    return inputs
