@@ -127,3 +127,35 @@ def test_filtered_watch_sees_objects_enter_and_leave(store):
     assert moved.as_seen_by(label_selector("app=two")) == "ADDED"
     assert moved.as_seen_by(label_selector("app")) == "MODIFIED"
     assert moved.as_seen_by(label_selector("app=three")) is None
+
+
+def test_delete_with_finalizers_marks_then_removes_when_the_last_goes(store):
+    """apiserver ``registry/generic/registry/store.go``: pending finalizers -> deletionTimestamp, the
+    object (and its name) stays; removing the last finalizer deletes it."""
+    obj = store.create("ns", {**_body(), "metadata": {"name": "m", "finalizers": ["inferenceservice.finalizers"]}})
+    marked = store.delete("ns", "m")
+    assert marked["metadata"]["deletionTimestamp"] and store.history[-1].type == "MODIFIED"
+    with pytest.raises(KubeApiError) as taken:
+        store.create("ns", _body())
+    assert taken.value.code == 409
+    again = store.delete("ns", "m")
+    assert again["metadata"]["resourceVersion"] == marked["metadata"]["resourceVersion"]  # no second event
+    store.update("ns", "m", {**marked, "metadata": {**marked["metadata"], "finalizers": []}})
+    assert store.history[-1].type == "DELETED" and store.find("ns", "m") is None
+    assert store.create("ns", _body())["metadata"]["uid"] != obj["metadata"]["uid"]
+
+
+def test_history_expires_by_time_not_only_by_count(tmp_path):
+    """apiserver ``storage/cacher/watch_cache.go``: events older than the window are gone -> 410."""
+    s = Store(tmp_path / "t.sqlite", history=1000, window_s=60)
+    try:
+        s.create("ns", _body())
+        s.create("ns", _body("n"))
+        assert [e.rv for e in s.events_since(1)] == [2]
+        s.expire_history(now=s.history[-1].at + 61)
+        with pytest.raises(KubeApiError) as gone:
+            s.events_since(1)
+        assert gone.value.code == 410
+        assert s.events_since(2) == []  # caught up: nothing missed, so no 410
+    finally:
+        s.close()
