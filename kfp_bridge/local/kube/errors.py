@@ -84,6 +84,17 @@ def bad_request(message: str) -> KubeApiError:
 
 
 def unsupported_media_type(content_type: str) -> KubeApiError:
+    if "apply-patch" in content_type:
+        # The stand-in has no field managers: server-side apply is refused (kubectl then says
+        # "Server-side apply not available on the server"); client-side apply works.
+        return KubeApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"application/json-patch+json, application/merge-patch+json (got {content_type!r}: the local "
+            "stand-in does not implement server-side apply; use client-side apply (kubectl apply without "
+            "--server-side) or a merge patch)",
+        )
     return KubeApiError(
         415,
         "UnsupportedMediaType",
