@@ -3,6 +3,7 @@ headless Chromium (Debian's chromium + chromedriver, driven by selenium)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -139,10 +140,25 @@ def test_task_group_mirrors_each_step_and_the_action_is_guarded(
     )
 
     # Audited, and a run that is not FAILED/CANCELED is refused with the reason.
+    # Every attempt is audited with its user and outcome: the viewer's and the forged ones refused
+    # (the anonymous 401 has no user, the GET never reaches the action), the admin's done.
     events = ui_stack.get("/api/v2/eventLogs", params={"event": "kfp_bridge.retry_failed_steps"}).json()
-    assert [(e["owner"], e["run_id"], e["task_id"]) for e in events["event_logs"]] == [
-        ("admin", run_id, "pipeline.kfp_run")
+    rows = [
+        (
+            e["owner"],
+            e["run_id"],
+            e["task_id"],
+            json.loads(e["extra"])["outcome"],
+            json.loads(e["extra"]).get("status"),
+        )
+        for e in events["event_logs"]
     ]
+    refused = [("viewer", 403), ("admin", 415), ("admin", 403), ("admin", 403), ("admin", 403)]
+    assert sorted(rows, key=str) == sorted(
+        [(user, run_id, "pipeline.kfp_run", "refused", code) for user, code in refused]
+        + [("admin", run_id, "pipeline.kfp_run", "done", None)],
+        key=str,
+    )
     again = ui_stack.post(url, {})
     assert again.status_code == 409
     assert f"KFP run {runs[0].run_id} is SUCCEEDED" in again.json()["detail"]
