@@ -18,7 +18,8 @@ ARG UV_VERSION=0.13.9
 FROM ${AIRFLOW_IMAGE}@${AIRFLOW_IMAGE_DIGEST} AS requirements
 ARG UV_VERSION
 USER airflow
-RUN pip install --no-cache-dir "uv==${UV_VERSION}"
+# mkdir as the airflow user: a directory WORKDIR creates may belong to root.
+RUN pip install --no-cache-dir "uv==${UV_VERSION}" && mkdir -p /tmp/kfp-bridge
 WORKDIR /tmp/kfp-bridge
 COPY --chown=airflow:0 pyproject.toml uv.lock README.md ./
 COPY --chown=airflow:0 kfp_bridge ./kfp_bridge
