@@ -198,3 +198,17 @@ def test_rbac_is_off_without_a_policy(kube_stand_in: KubeStandIn):
     api = kube_stand_in.api()
     assert api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["kind"] == "InferenceServiceList"
     assert Path(kube_stand_in.kubeconfig).exists()
+
+
+def test_rbac_fixture_kubeconfig_is_the_service_account(tmp_path):
+    from kubernetes import config as kube_config
+
+    from tests.fixtures.kube_stand_in import start_rbac_kube_stand_in
+
+    with start_rbac_kube_stand_in(tmp_path) as enforced:
+        enforced.kube.api().create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, _isvc("m"))
+        api = client.CustomObjectsApi(kube_config.new_client_from_config(config_file=str(enforced.kubeconfig)))
+        assert api.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "m")["metadata"]["name"] == "m"
+        with pytest.raises(ApiException) as denied:
+            api.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "m")
+        assert denied.value.status == 403 and SERVICE_ACCOUNT in _status(denied.value)["message"]
