@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # kfp.Client may write ~/.config/kfp; keep the developer's HOME out of the demo and tests.
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-kserve browser test lint demo chaos bench compile-check clean up down
+.PHONY: help venv venv-kserve browser postgres test lint demo chaos bench compile-check clean up down
 help:
 	@echo "make demo   - run the main job end to end on the embedded stand-ins"
 	@echo "make test   - bootstrap the venvs and run the whole test suite"
@@ -44,16 +44,20 @@ lint: venv
 browser:
 	@if [ -f scripts/ensure-chromium.sh ]; then bash scripts/ensure-chromium.sh; fi
 
-test: venv venv-kserve browser
+# PostgreSQL server binaries for the multi-process Airflow stacks (Debian package; skipped when present).
+postgres:
+	bash scripts/ensure-postgres.sh
+
+test: venv venv-kserve browser postgres
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos --reruns 1 --reruns-delay 5 $(PYTEST_ARGS)
 
 # Scripted faults against a real scheduler, triggerer and the stand-ins (slow; not part of make test).
-chaos: venv venv-kserve
+chaos: venv venv-kserve postgres
 	$(VENV)/bin/python -m pytest -p no:xdist tests/chaos $(PYTEST_ARGS)
 
-# Stand-ins plus a local Airflow (api-server, scheduler, dag-processor, triggerer) on SQLite.
-up: venv venv-kserve
+# Stand-ins plus a local Airflow (api-server, scheduler, dag-processor, triggerer) on PostgreSQL.
+up: venv venv-kserve postgres
 	$(PY) -m kfp_bridge.local.devstack up
 
 down:

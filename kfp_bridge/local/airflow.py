@@ -1,8 +1,10 @@
-"""A real, isolated Airflow 3 (SQLite + LocalExecutor) for integration tests and local use.
+"""A real, isolated Airflow 3 (PostgreSQL + LocalExecutor) for integration tests and local use.
 
 ``AirflowStack`` configures Airflow only through environment variables (plus an empty
-``airflow.cfg`` so no service races to generate one), copies a migrated template database instead of
-migrating each time, and runs api-server, scheduler, dag-processor and triggerer as subprocesses.
+``airflow.cfg`` so no service races to generate one), starts its own PostgreSQL from a migrated
+template (:mod:`kfp_bridge.local.postgres`) instead of migrating each time, and runs api-server,
+scheduler, dag-processor and triggerer as subprocesses. ``run_dags_test`` (one process, one DAG
+run) keeps SQLite: nothing there writes concurrently.
 Every process the stack starts carries a marker variable in its environment, so ``stop()`` also
 finds task and Bash processes that Airflow moved into their own process groups or orphaned.
 ``run_dags_test`` runs ``airflow dags test`` with the same configuration.
@@ -34,6 +36,7 @@ from typing import Any
 import httpx
 import psutil
 
+from kfp_bridge.local import postgres
 from kfp_bridge.local.airflow_api import AirflowApiClient
 
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -169,13 +172,31 @@ def _run_cli(args: list[str], env: Mapping[str, str], log: Path, timeout: float)
         raise RuntimeError(f"`airflow {' '.join(args)}` exited {code}; see {log}:\n{_tail(log)}")
 
 
+def _cache_root(cache_dir: Path | None) -> Path:
+    return (cache_dir or Path.home() / ".cache" / "kfp-bridge" / "airflow-db") / _schema_key()
+
+
+def postgres_template(cache_dir: Path | None = None, timeout: float = 600.0) -> Path:
+    """A migrated PostgreSQL data directory for this Airflow schema, built once per cache dir."""
+    cache = _cache_root(cache_dir)
+
+    def migrate(url: str) -> None:
+        home = cache / "pg-home"
+        shutil.rmtree(home, ignore_errors=True)
+        _prepare_home(home)
+        env = airflow_env(home, dags_folder=home / "dags", extra={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": url})
+        _run_cli(["db", "migrate"], env, home / "logs" / "db-migrate.log", timeout)
+
+    return postgres.template_cluster(cache, migrate)
+
+
 def template_db(cache_dir: Path | None = None, timeout: float = 300.0) -> Path:
     """A migrated SQLite database to copy into new homes, built once per schema and cache dir.
 
     ``airflow db migrate`` on an empty SQLite file costs ~8 s; copying the result costs
     milliseconds. A file lock makes concurrent builders (pytest-xdist workers) wait for one.
     """
-    cache = (cache_dir or Path.home() / ".cache" / "kfp-bridge" / "airflow-db") / _schema_key()
+    cache = _cache_root(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     db = cache / DB_NAME
     with (cache / ".lock").open("w") as lock:
@@ -249,7 +270,7 @@ def run_dags_test(
 
 
 class AirflowStack(AirflowApiClient):
-    """api-server, scheduler, dag-processor and triggerer on SQLite, plus a REST client for them.
+    """api-server, scheduler, dag-processor and triggerer on PostgreSQL, plus a REST client for them.
 
     :param home: AIRFLOW_HOME; holds the database, passwords file, service and task logs.
     :param dags_folder: where the dag-processor looks for DAG files.
@@ -257,8 +278,10 @@ class AirflowStack(AirflowApiClient):
     :param env: extra environment for every service, e.g. ``AIRFLOW_CONN_KFP_DEFAULT``; applied last
         so it can override any setting.
     :param port: api-server port (default: a free one).
-    :param cache_dir: where the migrated template database is cached (see :func:`template_db`).
+    :param cache_dir: where the migrated template database is cached (see :func:`postgres_template`).
     :param grace: seconds between SIGTERM and SIGKILL when stopping.
+    :param database: ``"postgres"`` (default: a private PostgreSQL server, stopped with the stack) or
+        ``"sqlite"`` (only where one process writes at a time).
 
     Example::
 
@@ -280,7 +303,12 @@ class AirflowStack(AirflowApiClient):
         *,
         cache_dir: Path | None = None,
         grace: float = 15.0,
+        database: str = "postgres",
     ) -> None:
+        if database not in ("postgres", "sqlite"):
+            raise ValueError(f"database must be 'postgres' or 'sqlite', got {database!r}")
+        self.database = database
+        self.postgres: postgres.PostgresServer | None = None
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder).resolve()
         self.plugins_folder = Path(plugins_folder).resolve() if plugins_folder else None
@@ -312,11 +340,22 @@ class AirflowStack(AirflowApiClient):
         if self.plugins_folder is not None:
             self.plugins_folder.mkdir(parents=True, exist_ok=True)
         _prepare_home(self.home)
-        ensure_db(self.home, cache_dir=self.cache_dir)
+        if self.database == "postgres":
+            self._start_postgres()
+        else:
+            ensure_db(self.home, cache_dir=self.cache_dir)
         self.timings["db_s"] = time.monotonic() - began
         for name in SERVICES:
             self.start_service(name)
         return self
+
+    def _start_postgres(self) -> None:
+        if self.postgres is None:
+            template = postgres_template(self.cache_dir)
+            self.postgres = postgres.server_from_template(template, log=self.home / "logs" / "postgres.log")
+        # The marker lets pids()/stop() and `make down` find the server like any other service.
+        self.postgres.start(env={**os.environ, MARKER_VAR: self.marker})
+        self.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = self.postgres.url
 
     def _command(self, name: str) -> list[str]:
         if name == "api-server":
@@ -438,6 +477,9 @@ class AirflowStack(AirflowApiClient):
         for proc in self.processes.values():
             proc.wait()
         psutil.wait_procs([p for p in procs if _alive(p)], timeout=5)
+        if self.postgres is not None:
+            postgres.remove(self.postgres)
+            self.postgres = None
 
     def __enter__(self) -> AirflowStack:
         try:
@@ -451,6 +493,36 @@ class AirflowStack(AirflowApiClient):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    # -- the metadata database (read-only, for tests and diagnostics) -------------------------------
+
+    def sql(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (``?`` placeholders) against this stack's metadata database."""
+        if self.postgres is None:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(f"file:{self.home / DB_NAME}?mode=ro", uri=True)) as db:
+                return db.execute(statement, params).fetchall()
+        import psycopg2
+
+        with contextlib.closing(psycopg2.connect(
+            host="127.0.0.1", port=self.postgres.port, user=postgres.DB_USER,
+            password=postgres.DB_PASSWORD, dbname=postgres.DB_NAME,
+        )) as db:
+            db.set_session(readonly=True, autocommit=True)
+            with db.cursor() as cursor:
+                cursor.execute(statement.replace("?", "%s"), params)
+                return [tuple(row) for row in cursor.fetchall()]
+
+    def database_dump(self) -> bytes:
+        """Every byte the metadata database holds as text (``pg_dump``, or the SQLite file)."""
+        if self.postgres is None:
+            return (self.home / DB_NAME).read_bytes()
+        return subprocess.run(
+            [str(self.postgres.bin / "pg_dump"), "-h", "127.0.0.1", "-p", str(self.postgres.port),
+             "-U", postgres.DB_USER, postgres.DB_NAME],
+            check=True, capture_output=True, timeout=120, env={**os.environ, "PGPASSWORD": postgres.DB_PASSWORD},
+        ).stdout
 
     # -- DAG files -----------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ class ChaosReport:
         minutes = (time.time() - self.started) / 60
         lines = [
             f"Measured {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(self.started))} on {machine_facts()}; "
-            f"Airflow {_airflow_version()}, SQLite + LocalExecutor; commit {_commit()}.",
+            f"Airflow {_airflow_version()}, PostgreSQL + LocalExecutor; commit {_commit()}.",
             f"Command: `{command}`. {counts.count('pass')} of {len(counts)} passed in {minutes:.0f} min; "
             f"1-minute load average {self.load_before:.1f} before, {os.getloadavg()[0]:.1f} after "
             "(seconds per test include setup; the first test also starts the Airflow stack).",

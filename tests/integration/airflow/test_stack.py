@@ -1,4 +1,4 @@
-"""A real Airflow 3.3 stack on SQLite: parse, trigger, defer through the triggerer, clear, auth, stop."""
+"""A real Airflow 3.3 stack on PostgreSQL: parse, trigger, defer through the triggerer, clear, auth, stop."""
 
 from __future__ import annotations
 
