@@ -12,13 +12,20 @@ from airflow.sdk import DAG, Param
 
 from kfp_bridge.operators.kfp import KfpRunOperator
 
+# The day a run trains for. A run started without a logical date (REST API `logical_date: null`, an
+# asset event) has no data_interval_end in its context at all, and strict Jinja raises on an undefined
+# name before `or` is reached: `default(..., true)` covers both absent and None.
+RUN_DAY = "(data_interval_end | default(dag_run.run_after, true))"
+
 with DAG(
     dag_id="kfp_train",
     schedule="@daily",
     start_date=pendulum.datetime(2026, 11, 1, tz="Europe/Amsterdam"),
     catchup=False,
     tags=["kfp", "example"],
-    params={"model_root": Param("/tmp/kfp-bridge/models", type="string", description="where models are written")},
+    params={
+        "model_root": Param("/tmp/kfp-bridge/models", type="string", description="where models are written")
+    },
     default_args={"retries": 1, "retry_delay": pendulum.duration(seconds=30)},
     # Templated params render to their native types ("seed" to an int), as the pipeline declares them.
     render_template_as_native_obj=True,
@@ -28,9 +35,8 @@ with DAG(
         pipeline="pipelines/iris.yaml",
         experiment="iris",
         params={
-            # A run triggered without a logical date has no data interval: use when it was asked to run.
-            "model_dir": "{{ params.model_root }}/iris/{{ (data_interval_end or dag_run.run_after) | ds }}",
-            "seed": "{{ (data_interval_end or dag_run.run_after).day }}",
+            "model_dir": "{{ params.model_root }}/iris/{{ " + RUN_DAY + " | ds }}",
+            "seed": "{{ " + RUN_DAY + ".day }}",
             "C": 1.0,
         },
         deferrable=True,

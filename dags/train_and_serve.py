@@ -13,7 +13,11 @@ from airflow.sdk import DAG, Param
 from kfp_bridge.operators.kfp import KfpRunOperator
 from kfp_bridge.operators.kserve import KServeRolloutOperator
 
-MODEL_DIR = "{{ params.model_root }}/iris/{{ (data_interval_end or dag_run.run_after) | ds }}"
+# The day a run trains for. A run started without a logical date (REST API `logical_date: null`, an
+# asset event) has no data_interval_end in its context at all, and strict Jinja raises on an undefined
+# name before `or` is reached: `default(..., true)` covers both absent and None.
+RUN_DAY = "(data_interval_end | default(dag_run.run_after, true))"
+MODEL_DIR = "{{ params.model_root }}/iris/{{ " + RUN_DAY + " | ds }}"
 
 with DAG(
     dag_id="train_and_serve",
@@ -32,7 +36,7 @@ with DAG(
         task_id="train_iris",
         pipeline="pipelines/iris.yaml",
         experiment="iris",
-        params={"model_dir": MODEL_DIR, "seed": "{{ (data_interval_end or dag_run.run_after).day }}", "C": 1.0},
+        params={"model_dir": MODEL_DIR, "seed": "{{ " + RUN_DAY + ".day }}", "C": 1.0},
         deferrable=True,
         poll_interval=5,
         timeout=pendulum.duration(hours=2),
