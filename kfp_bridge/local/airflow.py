@@ -280,6 +280,8 @@ class AirflowStack(AirflowApiClient):
     :param port: api-server port (default: a free one).
     :param cache_dir: where the migrated template database is cached (see :func:`postgres_template`).
     :param grace: seconds between SIGTERM and SIGKILL when stopping.
+    :param triggerers: how many triggerer processes (``triggerer``, ``triggerer-2``, ...): two or more
+        exercise Airflow's triggerer HA (a killed one's triggers move to a live one).
     :param database: ``"postgres"`` (default: a private PostgreSQL server, stopped with the stack) or
         ``"sqlite"`` (only where one process writes at a time).
 
@@ -304,9 +306,13 @@ class AirflowStack(AirflowApiClient):
         cache_dir: Path | None = None,
         grace: float = 15.0,
         database: str = "postgres",
+        triggerers: int = 1,
     ) -> None:
         if database not in ("postgres", "sqlite"):
             raise ValueError(f"database must be 'postgres' or 'sqlite', got {database!r}")
+        if triggerers < 1:
+            raise ValueError(f"triggerers must be at least 1, got {triggerers}")
+        self.services = (*SERVICES, *(f"triggerer-{n}" for n in range(2, triggerers + 1)))
         self.database = database
         self.postgres: postgres.PostgresServer | None = None
         self.home = Path(home).resolve()
@@ -345,7 +351,7 @@ class AirflowStack(AirflowApiClient):
         else:
             ensure_db(self.home, cache_dir=self.cache_dir)
         self.timings["db_s"] = time.monotonic() - began
-        for name in SERVICES:
+        for name in self.services:
             self.start_service(name)
         return self
 
@@ -360,18 +366,18 @@ class AirflowStack(AirflowApiClient):
     def _command(self, name: str) -> list[str]:
         if name == "api-server":
             return ["api-server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1"]
-        if name in ("scheduler", "triggerer"):
+        if name in ("scheduler", "triggerer") or name.startswith("triggerer-"):
             # Their log servers bind the fixed ports 8793/8794, so two stacks would collide; the
             # api-server reads task and trigger logs straight from the shared local log folder.
-            return [name, "--skip-serve-logs"]
+            return [name.split("-")[0], "--skip-serve-logs"]
         return [name]
 
     def log_path(self, name: str) -> Path:
         return self.home / "logs" / f"{name}.log"
 
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
-        if name not in SERVICES:
-            raise ValueError(f"unknown service {name!r}; expected one of {SERVICES}")
+        if name not in self.services:
+            raise ValueError(f"unknown service {name!r}; expected one of {self.services}")
         running = self.processes.get(name)
         if running is not None and running.poll() is None:
             raise RuntimeError(f"{name} is already running (pid {running.pid})")
