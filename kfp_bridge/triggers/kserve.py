@@ -76,8 +76,14 @@ class KServeRolloutTrigger(BaseTrigger):
         return self._kserve_hook
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        rollout = ro.Rollout.from_json(self.rollout)
-        condition = ro.condition_from_json(self.condition, self.name)
+        try:
+            rollout = ro.Rollout.from_json(self.rollout)
+            condition = ro.condition_from_json(self.condition, self.name)
+        except (KeyError, TypeError, ValueError) as exc:
+            yield TriggerEvent(
+                {"status": "error", "message": f"unreadable rollout state: {exc!r}", "rollout": self.rollout}
+            )
+            return
         verdict = ro.Verdict()
         last: list[Any] = [None]
 
@@ -146,7 +152,11 @@ class KServeRolloutTrigger(BaseTrigger):
         the triggerer calls this instead and allows it ``[triggerer] on_kill_timeout`` (30 s), so
         after the one rollback patch it waits briefly to log that the previous revision holds 100%.
         """
-        r = ro.Rollout.from_json(self.rollout)
+        try:
+            r = ro.Rollout.from_json(self.rollout)
+        except (KeyError, TypeError, ValueError):
+            self.log.exception("Cannot roll %s/%s back on kill: unreadable rollout state", self.namespace, self.name)
+            return
         if not r.phase.unfinished:
             return
         hook = self._hook()

@@ -64,7 +64,9 @@ def kube_ops(airflow_stack: AirflowStack, kube_stand_in: KubeStandIn) -> Iterato
     body = {
         "connection_id": CONN_ID,
         "conn_type": "kubernetes",
-        "extra": json.dumps({"kube_config_path": str(kube_stand_in.kubeconfig)}),
+        "extra": json.dumps(
+            {"kube_config_path": str(kube_stand_in.kubeconfig), "ingress_address": kube_stand_in.ingress_url}
+        ),
     }
     response = airflow_stack.post("/api/v2/connections", body)
     assert response.status_code == 201, response.text
@@ -352,7 +354,7 @@ def test_good_canary_splits_about_20_percent_then_promotes(
     conf = {
         "split_isvc": name,
         "split_uri": _uri(model),
-        "split_url": kube_stand_in.serving_url(name),
+        "ingress": kube_stand_in.ingress_url,
         "counts_file": str(counts_file),
     }
     run_id = stack.trigger_dag(dag_id, conf=conf)
@@ -368,7 +370,7 @@ def test_good_canary_splits_about_20_percent_then_promotes(
     obj = kube_stand_in.get_isvc(name)
     assert revision_traffic(obj) == [(r2, 100)]
     assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
-    assert served(kube_stand_in.serving_url(name), name, 50) == {r2: 50}
+    assert served(kube_stand_in, name, 50) == {r2: 50}
     result = stack.xcom(dag_id, run_id, "rollout")
     assert (result["outcome"], result["previous_revision"], result["new_revision"]) == ("promoted", r1, r2)
 
@@ -378,9 +380,8 @@ def test_failed_load_fails_the_task_with_the_load_error_and_rolls_back(
     kube_ops: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict
 ) -> None:
     stack, dag_id, name = kube_ops, "kserve_ops_rollout", "ro-af-broken"
-    url = kube_stand_in.serving_url(name)
-    before = predictions(url, name)
-    with Requests(url, name) as load:
+    before = predictions(kube_stand_in, name)
+    with Requests(kube_stand_in, name) as load:
         run_id = stack.trigger_dag(dag_id, conf={"plain_isvc": name, "plain_uri": _uri(iris_models.broken)})
         state = stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT)
         time.sleep(0.5)
@@ -394,7 +395,7 @@ def test_failed_load_fails_the_task_with_the_load_error_and_rolls_back(
     obj = kube_stand_in.get_isvc(name)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == _uri(iris_models.v1)
     assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
-    answered = served(url, name, 40)
+    answered = served(kube_stand_in, name, 40)
     assert len(answered) == 1 and revision_traffic(obj) == [(next(iter(answered)), 100)]
-    assert predictions(url, name) == before
+    assert predictions(kube_stand_in, name) == before
     assert stack.xcom(dag_id, run_id, "rollout", key="rollout")["outcome"] == "rolled_back"

@@ -161,6 +161,36 @@ class Requests(threading.Thread):
         self.join(timeout=60)
 
 
+def run_deferrable(op: KServeRolloutOperator, context: dict[str, Any]) -> Any:
+    """What the worker and the triggerer do with a deferring operator, in this process."""
+    import asyncio
+
+    from airflow.exceptions import TaskDeferred
+
+    call, kwargs = op.execute, {"context": context}
+    while True:
+        try:
+            return call(**kwargs)
+        except TaskDeferred as deferred:
+            async def first_event(trigger=deferred.trigger) -> Any:
+                async for event in trigger.run():
+                    return event.payload
+
+            event = asyncio.run(first_event())
+            call = getattr(op, deferred.method_name)
+            kwargs = {"context": context, "event": event, **(deferred.kwargs or {})}
+
+
+def _rollout_json(name: str, phase: str, previous_revision: str) -> dict[str, Any]:
+    """The saved rollout a trigger carries (only what its wait needs is meaningful here)."""
+    from kfp_bridge.utils.rollout import Phase, Rollout
+
+    return Rollout(
+        name=name, namespace="default", mode="Knative", target_uri="/new", previous_uri="/old",
+        previous_predictor={}, previous_revision=previous_revision, phase=Phase(phase), patched=True,
+    ).to_json()
+
+
 def _run_in_thread(op: KServeRolloutOperator, context: dict[str, Any]) -> tuple[threading.Thread, dict[str, Any]]:
     outcome: dict[str, Any] = {}
 
@@ -284,14 +314,15 @@ def test_standard_mode_crash_looping_model_is_rolled_back_and_the_old_model_answ
     name = "ro-standard"
     before = served(kube_stand_in, name, 5)
     (old_server,) = before
+    # Deferrable: the trigger (kubernetes_asyncio) watches the Deployment and reads the pods.
     op = KServeRolloutOperator(
         task_id="t", inference_service=name, storage_uri=_uri(iris_models.broken),
         smoke_test={"payload": {"instances": ROWS}, "expected_shape": [3]},
-        kubernetes_conn_id=kube_conn, timeout=240,
+        kubernetes_conn_id=kube_conn, timeout=240, deferrable=True,
     )
     context = _context()
     with Requests(kube_stand_in, name) as load, pytest.raises(KServeRolloutError) as err:
-        op.execute(context)
+        run_deferrable(op, context)
     message = str(err.value)
     assert "CrashLoopBackOff" in message and "Rolled back to" in message, message
     assert context["ti"].xcom["rollout"]["outcome"] == "rolled_back"
@@ -468,6 +499,7 @@ def test_trigger_watch_survives_expiry_and_broken_connections(
         name=name,
         namespace="default",
         kubernetes_conn_id=kube_conn,
+        # The pre-typed condition form: what a trigger deferred before the upgrade carries.
         condition={
             "kind": "canary",
             "percent": 20,
@@ -475,7 +507,7 @@ def test_trigger_watch_survives_expiry_and_broken_connections(
             "generation": obj["metadata"]["generation"],
         },
         deadline=time.time() + 120,
-        rollout={"phase": "rollout"},
+        rollout=_rollout_json(name, "rollout", r1),
     )
     events: list[Any] = []
 
@@ -511,12 +543,12 @@ def test_trigger_met_right_after_deferral_fires_only_after_the_settle_time(isvcs
     from kfp_bridge.triggers.kserve import RESUME_SETTLE_S, KServeRolloutTrigger
 
     name = "ro-input"  # Ready at generation 1 and never changed by this module's tests
-    condition = {"kind": "sole", "previous": "", "generation": 1}
+    condition = {"kind": "sole", "previous": "", "generation": 1}  # pre-typed form, still read
 
     async def first_event(deferred_at: float) -> tuple[dict[str, Any], float]:
         trigger = KServeRolloutTrigger(
             name=name, namespace="default", kubernetes_conn_id=kube_conn, condition=condition,
-            deadline=time.time() + 60, rollout={"phase": "promote"}, deferred_at=deferred_at,
+            deadline=time.time() + 60, rollout=_rollout_json(name, "promote", ""), deferred_at=deferred_at,
         )
         async for event in trigger.run():
             return event.payload, time.time()

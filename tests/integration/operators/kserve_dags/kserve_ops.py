@@ -25,23 +25,27 @@ START = pendulum.datetime(2026, 11, 1, tz="UTC")
 
 
 def count_split(url: str) -> bool:
-    """Smoke test: 200 requests to the split URL while the canary holds, then one to ``url`` (latest)."""
+    """Smoke test: 200 requests to the service's host name while the canary holds, then one to ``url``
+    (the ``latest`` tag's host name), all through the ingress with the Host header (KServe routes by
+    host name; the names do not resolve here)."""
     import json
+    from urllib.parse import urlsplit
 
     import httpx
     from airflow.sdk import get_current_context
 
     conf = get_current_context()["dag_run"].conf
+    name = conf["split_isvc"]
+    predict = f"{conf['ingress']}/v1/models/{name}:predict"
+    service_host = urlsplit(url).netloc.removeprefix("latest-").replace(f"{name}-predictor.", f"{name}.", 1)
     served: dict[str, int] = {}
     with httpx.Client(timeout=30) as http:
         for _ in range(200):
-            resp = http.post(
-                f"{conf['split_url']}/v1/models/{conf['split_isvc']}:predict", json={"instances": ROWS}
-            )
+            resp = http.post(predict, json={"instances": ROWS}, headers={"host": service_host})
             resp.raise_for_status()
             revision = resp.headers["x-kfp-bridge-revision"]
             served[revision] = served.get(revision, 0) + 1
-        latest = http.post(f"{url}/v1/models/{conf['split_isvc']}:predict", json={"instances": ROWS})
+        latest = http.post(predict, json={"instances": ROWS}, headers={"host": urlsplit(url).netloc})
     with open(conf["counts_file"], "w") as fh:
         json.dump({"served": served, "latest_revision": latest.headers.get("x-kfp-bridge-revision")}, fh)
     return latest.status_code == 200 and len(latest.json()["predictions"]) == len(ROWS)
