@@ -134,6 +134,16 @@ def test_s2_standard_mode_rolls_a_deployment(short_deadline, iris_models, tmp_pa
     assert dep.spec.progress_deadline_seconds == 20
     assert _conditions(dep)["Progressing"].reason == "NewReplicaSetAvailable"
     assert obj["status"]["url"] == f"http://{host}"
+    apps = client.AppsV1Api(kube.api_client())
+    listed = apps.list_namespaced_deployment("default", label_selector=f"serving.kserve.io/inferenceservice={name}")
+    assert [d.metadata.name for d in listed.items] == [f"{name}-predictor"]
+    events = list(
+        watch.Watch().stream(
+            apps.list_namespaced_deployment, "default", field_selector=f"metadata.name={name}-predictor",
+            timeout_seconds=1,
+        )
+    )
+    assert [(e["type"], e["object"].metadata.name) for e in events] == [("ADDED", f"{name}-predictor")]
     (old,) = {_predict(kube, host, name).headers[REVISION_HEADER] for _ in range(3)}
 
     # A slow new model: the old pod serves until the new one is ready.
