@@ -90,8 +90,14 @@ def run_stand_in(
     admin: bool = False,
     host: str = "127.0.0.1",
     timeout: float = 90.0,
+    kube_options: dict[str, str] | None = None,
 ) -> Iterator[StandIn]:
-    """Run ``kfp-bridge local <service>`` (``kfp`` or ``kube``) until the block ends."""
+    """Run ``kfp-bridge local <service>`` (``kfp`` or ``kube``) until the block ends.
+
+    :param kube_options: ``kube`` only: server options as ``KFP_BRIDGE_KUBE_<NAME>`` environment
+        variables (``kfp_bridge.local.kube.server.Options``), e.g. ``{"KFP_STATE_DIR": ...}`` to serve
+        the KFP stand-in's executor pods, ``{"RBAC_POLICY": ...}`` to enforce RBAC.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
     args = [sys.executable, "-m", "kfp_bridge.cli", "local", service, "--host", host, "--port", str(port),
@@ -102,7 +108,8 @@ def run_stand_in(
         args.append("--admin")
     log_file = state_dir / f"{service}-stand-in.log"
     with open(log_file, "ab") as log:
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy())
+        env = {**os.environ, **{f"KFP_BRIDGE_KUBE_{k}": str(v) for k, v in (kube_options or {}).items()}}
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     stand_in = StandIn(service, f"http://{host}:{port}", process, log_file)
     try:
         token = token_file.read_text().strip() if token_file else None
