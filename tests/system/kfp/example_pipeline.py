@@ -15,18 +15,18 @@ def greet(name: str) -> str:
 
 
 @dsl.component(base_image="python:3.11")
-def shout(message: str, times: int) -> str:
-    return "!".join([message.upper()] * times)
+def shout(message: str, suffix: str) -> str:
+    return f"{message.upper()} {suffix}"
 
 
 @dsl.pipeline(name="kfp-bridge-system-inner")
 def inner(message: str):
-    shout(message=message, times=2)
+    shout(message=message, suffix="from the nested pipeline")
 
 
 @dsl.pipeline(name="kfp-bridge-system-example", description="kfp-bridge system test pipeline")
 def example_pipeline(name: str = "world"):
     hello = greet(name=name)
     inner(message=hello.output)
-    with dsl.ParallelFor([1, 2]) as times:
-        shout(message=hello.output, times=times)
+    with dsl.ParallelFor(["one", "two"]) as suffix:
+        shout(message=hello.output, suffix=suffix)
