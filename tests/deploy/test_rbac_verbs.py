@@ -138,7 +138,7 @@ def _ready(kube_stand_in, name: str, model: Path) -> None:
 
 def _run_deferrable(op: Any, context: dict[str, Any]) -> Any:
     """What the worker and the triggerer do with a deferring operator, in this process."""
-    from airflow.exceptions import TaskDeferred
+    from airflow.sdk.exceptions import TaskDeferred
 
     call, kwargs = op.execute, {"context": context}
     while True:

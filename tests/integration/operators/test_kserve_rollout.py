@@ -165,7 +165,7 @@ def run_deferrable(op: KServeRolloutOperator, context: dict[str, Any]) -> Any:
     """What the worker and the triggerer do with a deferring operator, in this process."""
     import asyncio
 
-    from airflow.exceptions import TaskDeferred
+    from airflow.sdk.exceptions import TaskDeferred
 
     call, kwargs = op.execute, {"context": context}
     while True:
