@@ -3,8 +3,10 @@
 Run with ``make chaos`` (``pytest -p no:xdist tests/chaos``); ``--chaos-repeat N`` runs every
 scenario N times, round after round, so "passes three times in a row" is one command.
 
-Everything here is private to the suite: its own AirflowStack, its own KFP stand-ins (one for the
-session, one the restart scenario stops and starts), because the scenarios kill things. The
+Everything here is private to the suite: its own AirflowStack with two triggerers (Airflow's
+triggerer HA: a dead triggerer's triggers move to the live one), its own KFP stand-ins (one for the
+session, one the restart scenario stops and starts, one with synthetic runs for the HA scenario),
+because the scenarios kill things. The
 ``kfp`` connections come from ``AIRFLOW_CONN_*`` variables that name the stand-ins' token files,
 so a rotated token is read by every Airflow process without touching the database.
 """
@@ -33,13 +35,19 @@ from tests.chaos.pipelines import compile_nap
 from tests.chaos.report import ChaosReport
 from tests.fixtures import airflow_checks
 from tests.fixtures.kfp_stand_in import KfpStandIn, start_kfp_stand_in
+from tests.fixtures.kube_stand_in import KubeStandIn, start_kube_stand_in
 
 DAGS = Path(__file__).parent / "dags"
 CONN_ID = "kfp_chaos"
 RESTART_CONN_ID = "kfp_chaos_restart"
+HA_CONN_ID = "kfp_chaos_ha"
 KUBE_CONN_ID = "kube_chaos"
 STARTUP_TIMEOUT = 300.0
 PARSE_TIMEOUT = 180.0
+# Airflow's default is 30 s; lower so scenario g (a triggerer SIGKILLed) hands over sooner. Not
+# lower still: on two busy cores a live triggerer's 2 s heartbeat can lag several seconds, and a
+# triggerer wrongly declared dead has its triggers moved while it still runs them.
+TRIGGERER_HEALTH_CHECK_THRESHOLD = 15
 # Two cores shared with other test sessions: waits are generous, but every one of them is bounded.
 RUN_TIMEOUT = 420.0
 _STATE: dict[str, Path] = {}
@@ -115,6 +123,8 @@ class ChaosEnv:
     restart_port: int
     restart_state: Path
     kube_state: Path
+    ha_port: int
+    ha_state: Path
 
 
 @pytest.fixture(scope="session")
@@ -129,6 +139,8 @@ def chaos_env(tmp_path_factory: pytest.TempPathFactory) -> ChaosEnv:
         restart_port=free_port(),
         restart_state=root / "kfp-restart",
         kube_state=root / "kube",
+        ha_port=free_port(),
+        ha_state=root / "kfp-ha",
     )
 
 
@@ -154,6 +166,11 @@ def chaos_stack(
         f"AIRFLOW_CONN_{RESTART_CONN_ID.upper()}": _conn(
             f"http://127.0.0.1:{chaos_env.restart_port}", restart_token
         ),
+        # Scenario g's stand-in (synthetic runs) starts in its module, like the restart one.
+        f"AIRFLOW_CONN_{HA_CONN_ID.upper()}": _conn(
+            f"http://127.0.0.1:{chaos_env.ha_port}",
+            chaos_env.ha_state.parent / f"{chaos_env.ha_state.name}.token",
+        ),
         # The kube stand-in starts in its own test; start_kube_stand_in writes <state dir>/kubeconfig.
         f"AIRFLOW_CONN_{KUBE_CONN_ID.upper()}": json.dumps(
             {
@@ -162,7 +179,7 @@ def chaos_stack(
             }
         ),
         # Triggers of a dead triggerer are handed to a live one after this long (default 30 s).
-        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": "15",
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TRIGGERER_HEALTH_CHECK_THRESHOLD),
     }
     root = chaos_env.root / "airflow"
     stack = AirflowStack(
@@ -170,6 +187,7 @@ def chaos_stack(
         dags_folder=root / "dags",
         env=env,
         cache_dir=tmp_path_factory.getbasetemp() / "airflow-db-cache",
+        triggerers=2,  # "triggerer" and "triggerer-2"
     )
     # The api-server answers slowly on two busy cores; a 30 s read timeout failed a poll once.
     stack.request_timeout = 120.0
@@ -178,7 +196,7 @@ def chaos_stack(
         # Not primed: the first tasks race to create the experiment and pipeline version, as on a
         # fresh cluster (the stand-in's rollback once made that race answer 404s; docs/chaos.md).
         compile_nap(stack.dags_folder / "chaos_pipelines")
-        for name in ("chaos_crash.py", "chaos_fleet.py", "chaos_wait.py", "chaos_rollout.py"):
+        for name in ("chaos_crash.py", "chaos_fleet.py", "chaos_wait.py", "chaos_rollout.py", "chaos_ha.py"):
             stack.add_dag_file(DAGS / name)
         for dag_id in (
             "chaos_crash_sync",
@@ -187,11 +205,21 @@ def chaos_stack(
             "chaos_wait",
             "chaos_restart",
             "chaos_rollout",
+            "chaos_ha_rollouts",
+            "chaos_ha_kfp",
         ):
             stack.wait_dag_parsed(dag_id, PARSE_TIMEOUT)
         yield stack
     leftovers = [p for p in stack.pids() if psutil.pid_exists(p)]
     assert leftovers == [], f"chaos stack left processes behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def chaos_kube(chaos_env: ChaosEnv) -> Iterator[KubeStandIn]:
+    """The kube stand-in (and its model servers) for one scenario module; its kubeconfig is where
+    the ``kube_chaos`` connection looks, whichever module started it."""
+    with start_kube_stand_in(chaos_env.kube_state, token=secrets.token_hex(16)) as stand_in:
+        yield stand_in
 
 
 # ----- helpers shared by the scenarios ------------------------------------------------------------

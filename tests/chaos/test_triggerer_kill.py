@@ -5,6 +5,9 @@ The 50 runs wait on a gate file, so all 50 tasks are deferred at the moment of t
 opens only after the kill, so every completion happens while no triggerer is alive and must still
 reach its task (0 lost completions). One run in ten is made to fail: its task must fail (0 false
 successes). No task retries, so a trigger that errored on the way would show as a failure.
+
+The chaos stack runs two triggerers; this scenario is about the only one dying (scenario g,
+test_triggerer_ha.py, is about the other taking over), so ``triggerer-2`` is stopped for its length.
 """
 
 from __future__ import annotations
@@ -39,7 +42,14 @@ def _fails(index: int) -> bool:
 def test_triggerer_killed_with_50_deferred_tasks_loses_nothing(
     chaos_stack: AirflowStack, chaos_kfp: KfpStandIn, tmp_path: Path, chaos_round: int
 ) -> None:
-    gate = tmp_path / "gate"
+    chaos_stack.stop_service("triggerer-2")
+    try:
+        _only_triggerer_killed(chaos_stack, chaos_kfp, tmp_path / "gate")
+    finally:
+        chaos_stack.start_service("triggerer-2")
+
+
+def _only_triggerer_killed(chaos_stack: AirflowStack, chaos_kfp: KfpStandIn, gate: Path) -> None:
     run_id = chaos_stack.trigger_dag(DAG_ID, conf={"gate_path": str(gate)})
 
     def states() -> dict[int, str]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
-from tests.chaos.conftest import RUN_TIMEOUT, ChaosEnv, explain, poll, state_mismatch_tries, tries
+from tests.chaos.conftest import RUN_TIMEOUT, explain, poll, state_mismatch_tries, tries
 from tests.fixtures.kube_stand_in import (
     IrisModels,
     KubeStandIn,
@@ -25,19 +24,12 @@ from tests.fixtures.kube_stand_in import (
     release,
     revision_traffic,
     slow_model,
-    start_kube_stand_in,
 )
 
 pytestmark = pytest.mark.chaos
 
 DAG_ID = "chaos_rollout"
 MODES = ("sync", "deferred")
-
-
-@pytest.fixture(scope="module")
-def chaos_kube(chaos_env: ChaosEnv) -> Iterator[KubeStandIn]:
-    with start_kube_stand_in(chaos_env.kube_state, token=secrets.token_hex(16)) as stand_in:
-        yield stand_in
 
 
 @pytest.mark.timeout(1200)
