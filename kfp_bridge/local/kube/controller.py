@@ -403,7 +403,8 @@ class Controller:
                 deployments.Pod(
                     name=f"{record.name}-{hashlib.sha256(rt.uid.encode()).hexdigest()[:5]}",
                     template_hash=record.name.rsplit("-", 1)[1],
-                    ready=record is rt.current and record.state == "Ready",
+                    # Ready while its model server runs (after a stand-in restart it loads again).
+                    ready=record is rt.current and record.state == "Ready" and record.running,
                     restarts=record.restarts + (1 if crashed else 0),
                     waiting="CrashLoopBackOff" if crashed else "",
                     message=record.message,
