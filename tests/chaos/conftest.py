@@ -104,6 +104,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     _REPORT.add(report)
 
 
+@pytest.fixture
+def chaos_figures(request: pytest.FixtureRequest, chaos_round: int) -> Callable[[dict[str, Any]], None]:
+    """``chaos_figures({...})`` keeps what this scenario measured for the results section."""
+    return partial(_REPORT.record, str(request.path), chaos_round)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if "root" in _STATE:
         terminalreporter.write_line(f"chaos suite state and logs (Airflow, stand-ins): {_STATE['root']}")

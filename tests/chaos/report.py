@@ -1,7 +1,9 @@
 """The chaos results table, written by the suite itself (``--chaos-write-docs``) into docs/chaos.md.
 
 One row per scenario (and parameter set), one column per round: outcome and seconds, setup and
-teardown included. The section names the machine, date, commit and the exact command.
+teardown included. The section names the machine, date, commit and the exact command. Figures a
+scenario measures (``ChaosReport.record``, e.g. scenario g's takeover times) follow the table, one
+line per round.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ SCENARIOS = {
     "test_task_crash.py": "d. task SIGKILLed",
     "test_token_rotation.py": "e. token rotated every 5 s",
     "test_watch_drop.py": "f. watch dropped mid-rollout",
+    "test_triggerer_ha.py": "g. one of two triggerers killed, 50 KFP + 25 rollouts deferred",
 }
 _ROUND = re.compile(r"round(\d+)-?")
 
@@ -43,6 +46,11 @@ class ChaosReport:
     started: float = field(default_factory=time.time)
     load_before: float = field(default_factory=lambda: os.getloadavg()[0])
     cells: dict[tuple[str, str], dict[int, _Cell]] = field(default_factory=dict)
+    figures: list[tuple[str, int, dict[str, object]]] = field(default_factory=list)
+
+    def record(self, file: str, round_no: int, figures: dict[str, object]) -> None:
+        """Keep what a scenario measured (shown under the table, in the order recorded)."""
+        self.figures.append((Path(file).name, round_no, dict(figures)))
 
     def add(self, report: pytest.TestReport) -> None:
         path, _, test = report.nodeid.partition("::")
@@ -79,6 +87,11 @@ class ChaosReport:
                 cell = cells.get(r)
                 row.append(f"{cell.outcome} {cell.seconds:.0f} s" if cell else "not run")
             lines.append("| " + " | ".join(row) + " |")
+        if self.figures:
+            lines += ["", "Measured by the scenarios:", ""]
+            for file, round_no, figures in sorted(self.figures, key=lambda f: (_rank(order, f[0]), f[1])):
+                values = ", ".join(f"{key} {value}" for key, value in figures.items())
+                lines.append(f"- {SCENARIOS.get(file, file)}, round {round_no}: {values}")
         return "\n".join(lines)
 
     def write(self, command: str) -> None:

@@ -32,3 +32,17 @@ def test_a_single_round_without_repeat_is_round_one():
     report = ChaosReport()
     report.add(_report("tests/chaos/test_watch_drop.py::test_watch_dropped", "call", "passed", 5.0))
     assert "| f. watch dropped mid-rollout | `test_watch_drop` | pass 5 s |" in report.render("pytest tests/chaos")
+
+
+def test_recorded_figures_follow_the_table_in_scenario_and_round_order():
+    report = ChaosReport()
+    report.add(_report("tests/chaos/test_triggerer_ha.py::test_survivor[round1]", "call", "passed", 300.0))
+    report.record("tests/chaos/test_triggerer_ha.py", 2, {"kill_to_all_triggers_on_survivor_s": 19.5})
+    report.record("/x/tests/chaos/test_triggerer_ha.py", 1, {"kill_to_all_triggers_on_survivor_s": 17.0})
+    lines = report.render("pytest tests/chaos").splitlines()
+    assert "| g. one of two triggerers killed, 50 KFP + 25 rollouts deferred | `test_triggerer_ha` | pass 300 s |" in lines
+    tail = lines[lines.index("Measured by the scenarios:") + 2 :]
+    assert tail == [
+        "- g. one of two triggerers killed, 50 KFP + 25 rollouts deferred, round 1: kill_to_all_triggers_on_survivor_s 17.0",
+        "- g. one of two triggerers killed, 50 KFP + 25 rollouts deferred, round 2: kill_to_all_triggers_on_survivor_s 19.5",
+    ]
