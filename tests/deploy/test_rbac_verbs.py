@@ -112,7 +112,8 @@ def recorded(monkeypatch) -> Recorder:
 
 @pytest.fixture
 def kube_conn(kube_stand_in, monkeypatch) -> str:
-    conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kube_stand_in.kubeconfig)}}
+    conn = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kube_stand_in.kubeconfig),
+                                                 "ingress_address": kube_stand_in.ingress_url}}
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(conn))
     return CONN_ID
 
