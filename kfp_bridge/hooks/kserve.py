@@ -299,15 +299,16 @@ class KServeHook(_KServeHookMixin, KubernetesHook):
         *,
         interval: float = POLL_INTERVAL_S,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Snapshot:
         """:meth:`wait_rollout` without watches (reads only): the way to verify a rollback when a
         watch was refused (e.g. a 403 on the re-list)."""
-        deadline = time.monotonic() + timeout
+        deadline = clock() + timeout
         while True:
             snap, _ = self.read_snapshot(name, namespace, standard)
             if done(snap):
                 return snap
-            if time.monotonic() + interval > deadline:
+            if clock() + interval > deadline:
                 raise _timed_out(name, namespace, timeout, snap)
             sleep(interval)
 

@@ -564,3 +564,25 @@ def test_trigger_met_right_after_deferral_fires_only_after_the_settle_time(isvcs
     payload, fired = asyncio.run(first_event(long_ago))
     assert payload["status"] == "success"
     assert fired - started < RESUME_SETTLE_S
+
+
+def test_polling_fallback_reads_until_the_condition_holds_or_the_time_is_up(isvcs, kube_conn):
+    """How a rollback is verified when its watch is refused: reads only, on an injected clock."""
+    from kfp_bridge.hooks.kserve import KServeHook
+    from kfp_bridge.utils.rollout import Serving, evaluate
+
+    hook = KServeHook(kube_conn)
+    served_alone = Serving("")
+    snap = hook.poll_rollout("ro-input", "default", False, lambda s: evaluate(served_alone, s).done, 5)
+    assert snap.isvc.latest_created == "ro-input-predictor-00001"
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(TimeoutError) as err:
+        hook.poll_rollout("ro-input", "default", False, lambda s: False, 5, interval=2, sleep=sleep,
+                          clock=lambda: now[0])
+    assert slept == [2, 2] and err.value.args[1].isvc.name == "ro-input"
