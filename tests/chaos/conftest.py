@@ -289,24 +289,31 @@ def tries(
     return sorted((t["try_number"], t["state"]) for t in stack.task_tries(dag_id, run_id, task_id, map_index))
 
 
-def state_mismatch_tries(stack: AirflowStack, dag_id: str, run_id: str, task_id: str) -> set[int]:
+def state_mismatch_tries(
+    stack: AirflowStack, dag_id: str, run_id: str, task_id: str, map_index: int | None = None
+) -> set[int]:
     """Tries the scheduler failed with "state mismatch": Airflow 3.3's resume-after-defer race
     (apache/airflow#71580, #72716; fix proposed in #71579). A trigger that fires within seconds of
     the deferral can resume the task before the scheduler drains the deferring process's exit
     event, and that stale event then fails the resumed, running try. No operator can prevent it;
-    a retry recovers from it, and the scenarios allow exactly that and nothing else."""
-    response = stack.get(
-        "/api/v2/eventLogs",
-        params={
-            "dag_id": dag_id,
-            "run_id": run_id,
-            "task_id": task_id,
-            "event": "state mismatch",
-            "limit": 100,
-        },
-    )
+    a retry recovers from it, and the scenarios allow exactly that and nothing else. The same event
+    marks a try whose task process died before it could report (on a saturated machine: its
+    supervisor lost the api-server); that try never ran the operator either.
+
+    :param map_index: only this mapped task instance's tries (otherwise any map index's)."""
+    params: dict[str, Any] = {
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "task_id": task_id,
+        "event": "state mismatch",
+        "limit": 100,
+    }
+    if map_index is not None:
+        params["map_index"] = map_index
+    response = stack.get("/api/v2/eventLogs", params=params)
     response.raise_for_status()
-    return {entry["try_number"] for entry in response.json()["event_logs"]}
+    entries = response.json()["event_logs"]
+    return {e["try_number"] for e in entries if map_index is None or e.get("map_index") == map_index}
 
 
 # Shorter than the operator tests' messages: a chaos dag run has up to 50 tasks, several tries each.
