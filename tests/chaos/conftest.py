@@ -48,6 +48,7 @@ PARSE_TIMEOUT = 180.0
 # lower still: on two busy cores a live triggerer's 2 s heartbeat can lag several seconds, and a
 # triggerer wrongly declared dead has its triggers moved while it still runs them.
 TRIGGERER_HEALTH_CHECK_THRESHOLD = 15
+MODEL_LOAD_TIMEOUT = 1800
 # Two cores shared with other test sessions: waits are generous, but every one of them is bounded.
 RUN_TIMEOUT = 420.0
 _STATE: dict[str, Path] = {}
@@ -224,8 +225,12 @@ def chaos_stack(
 def chaos_kube(chaos_env: ChaosEnv) -> Iterator[KubeStandIn]:
     """The kube stand-in (and its model servers) for one scenario module; its kubeconfig is where
     the ``kube_chaos`` connection looks, whichever module started it."""
-    with start_kube_stand_in(chaos_env.kube_state, token=secrets.token_hex(16)) as stand_in:
-        yield stand_in
+    # A canary model the test holds on a FIFO must not time out loading (the stand-in's default is
+    # 180 s, like a readiness deadline): scenario g holds 25 of them while 50 more tasks defer.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KFP_BRIDGE_MODEL_LOAD_TIMEOUT", str(MODEL_LOAD_TIMEOUT))
+        with start_kube_stand_in(chaos_env.kube_state, token=secrets.token_hex(16)) as stand_in:
+            yield stand_in
 
 
 # ----- helpers shared by the scenarios ------------------------------------------------------------

@@ -121,6 +121,21 @@ def _all_deferred(stack: AirflowStack, dag_id: str, run_id: str, count: int) -> 
     )
 
 
+def _release_all(models: list[Path], iris_models: IrisModels, timeout: float) -> None:
+    """Hand every still-blocked canary its model, all at once (a release waits for its reader)."""
+
+    def one(model: Path) -> None:
+        with contextlib.suppress(Exception):
+            if (model / "model.joblib").is_fifo():
+                release(model, iris_models.v2, timeout=timeout)
+
+    threads = [threading.Thread(target=one, args=(m,), daemon=True) for m in models]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 30)
+
+
 @pytest.mark.timeout(3000)
 def test_survivor_takes_over_50_kfp_waits_and_25_rollouts(
     chaos_stack: AirflowStack,
@@ -204,14 +219,7 @@ def test_survivor_takes_over_50_kfp_waits_and_25_rollouts(
         ended_before_takeover = sum(r[0].state in ("SUCCEEDED", "FAILED") for r in kfp_runs.values())
 
         # The canaries come up only now, so every rollout finishes on the survivor.
-        releases = [
-            threading.Thread(target=release, args=(m, iris_models.v2), kwargs={"timeout": 300})
-            for m in models
-        ]
-        for thread in releases:
-            thread.start()
-        for thread in releases:
-            thread.join()
+        _release_all(models, iris_models, timeout=300)
         for dag_id, want in ((DAG_KFP, "failed"), (DAG_ROLLOUTS, "success")):
             # the KFP DAG run fails: five of its runs fail, as planned
             assert (
@@ -219,10 +227,7 @@ def test_survivor_takes_over_50_kfp_waits_and_25_rollouts(
             ), explain(chaos_stack, dag_id, run_ids[dag_id])
         takeover["done_s"] = time.monotonic() - killed
     finally:
-        for model in models:  # never leave a model server blocked on its FIFO
-            with contextlib.suppress(Exception):
-                if (model / "model.joblib").is_fifo():
-                    release(model, iris_models.v2, timeout=60)
+        _release_all(models, iris_models, timeout=10)  # never leave a model server blocked on its FIFO
         if chaos_stack.processes["triggerer-2"].poll() is not None:
             chaos_stack.start_service("triggerer-2")
         if chaos_stack.processes["triggerer"].poll() is not None:
