@@ -109,7 +109,9 @@ class RunStatus:
     @property
     def interrupted_steps(self) -> tuple[Any, ...]:
         blamed = {step.name for step in self.failed_steps}
-        unfinished = (RunState.FAILED, RunState.CANCELED, RunState.RUNNING, RunState.PENDING, RunState.CANCELING)
+        # Omitted nodes (never ran, or cut off by a terminate) report no state (fidelity.md K2/K3).
+        unfinished = (RunState.FAILED, RunState.CANCELED, RunState.RUNNING, RunState.PENDING, RunState.CANCELING,
+                      RunState.UNSPECIFIED)
         return tuple(s for s in self.steps if s.container and s.state in unfinished and s.name not in blamed)
 
     @property
