@@ -15,7 +15,6 @@ file content: re-parsing an unchanged file costs a ``stat``.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import os
 import sys
@@ -23,8 +22,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kfp_bridge.utils.pipeline_inputs import InputParam, declared_artifacts, declared_inputs
-from kfp_bridge.utils.pipeline_sources import YAML_SUFFIXES
-from kfp_bridge.utils.pipeline_specs import PipelineSourceError, parse_pipeline_documents, pipeline_name
+from kfp_bridge.utils.pipeline_specs import (
+    YAML_SUFFIXES,
+    PipelineSourceError,
+    existing_pipeline_file,
+    parse_pipeline_documents,
+    pipeline_name,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Param
@@ -42,12 +46,8 @@ JSON_SCHEMA_TYPES = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class _Inputs:
-    name: str
-    parameters: dict[str, InputParam]
-    artifacts: dict[str, str]
-
+# (pipeline name, parameters, artifact inputs); a plain tuple, as a class costs parse time.
+_Inputs = tuple[str, dict[str, InputParam], dict[str, str]]
 
 # (path, mtime_ns, size) -> digest, and digest -> inputs: an unchanged file is never re-read, a
 # touched one is re-hashed but not re-parsed, and copies of one pipeline share an entry.
@@ -85,25 +85,24 @@ def pipeline_params(
     if dag_folder is None:
         dag_folder = _caller_folder()
     path = _resolve(pipeline, dag_folder)
-    inputs = _read_inputs(path)
-    if inputs.artifacts:
-        listed = ", ".join(f"{name} ({kind})" for name, kind in sorted(inputs.artifacts.items()))
+    title, parameters, artifacts = _read_inputs(path)
+    if artifacts:
+        listed = ", ".join(f"{name} ({kind})" for name, kind in sorted(artifacts.items()))
         raise PipelineSourceError(
-            f"pipeline {inputs.name or path!r} ({path}) takes artifact inputs ({listed}); a KFP run's runtime "
+            f"pipeline {title or path!r} ({path}) takes artifact inputs ({listed}); a KFP run's runtime "
             "config carries parameters only, so these cannot come from DAG params. Make them parameters "
             "(e.g. a URI string) and load them inside the pipeline with dsl.importer"
         )
     overrides = dict(defaults or {})
-    unknown = sorted(set(overrides) - set(inputs.parameters))
+    unknown = sorted(set(overrides) - set(parameters))
     if unknown:
         raise PipelineSourceError(
-            f"defaults name {', '.join(map(repr, unknown))}, which pipeline {inputs.name or path!r} does not "
-            f"declare; its inputs are: {', '.join(sorted(inputs.parameters)) or 'none'}"
+            f"defaults name {', '.join(map(repr, unknown))}, which pipeline {title or path!r} does not "
+            f"declare; its inputs are: {', '.join(sorted(parameters)) or 'none'}"
         )
     source = os.path.basename(path)
     return {
-        name: Param(**_param_kwargs(name, param, source, overrides))
-        for name, param in inputs.parameters.items()
+        name: Param(**_param_kwargs(name, param, source, overrides)) for name, param in parameters.items()
     }
 
 
@@ -135,16 +134,12 @@ def _caller_folder() -> str | None:
 
 
 def _resolve(pipeline: str, dag_folder: str | None) -> str:
-    from kfp_bridge.utils.pipeline_sources import resolve_pipeline_source
-
     if not isinstance(pipeline, str) or not pipeline.strip().endswith(YAML_SUFFIXES):
         raise PipelineSourceError(
             f"pipeline_params needs a compiled pipeline YAML (.yaml/.yml), got {pipeline!r}; compile the "
             "source with `kfp-bridge compile <file>.py` and pass the YAML's path (parsing never imports kfp)"
         )
-    source = resolve_pipeline_source(pipeline, dag_folder)
-    assert source.path is not None
-    return source.path
+    return existing_pipeline_file(pipeline.strip(), dag_folder)
 
 
 def _read_inputs(path: str) -> _Inputs:
@@ -159,7 +154,7 @@ def _read_inputs(path: str) -> _Inputs:
     inputs = _BY_DIGEST.get(digest)
     if inputs is None:
         spec = parse_pipeline_documents(content, path).pipeline_spec
-        inputs = _Inputs(pipeline_name(spec), declared_inputs(spec), declared_artifacts(spec))
+        inputs = (pipeline_name(spec), declared_inputs(spec), declared_artifacts(spec))
         _BY_DIGEST[digest] = inputs
     _BY_STAT[key] = digest
     return inputs

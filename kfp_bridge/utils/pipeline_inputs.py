@@ -6,7 +6,6 @@ Pure dict work on a PipelineSpec (as read by :mod:`.pipeline_specs`): no kfp, no
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 from collections.abc import Mapping
@@ -154,6 +153,8 @@ def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
 
 
 def _unknown(name: str, declared: Mapping[str, InputParam]) -> str:
+    import difflib  # error path only: not paid at parse time
+
     accepted = sorted(declared)
     by_lower = {n.lower(): n for n in accepted}
     close = difflib.get_close_matches(name, accepted, n=1) or (

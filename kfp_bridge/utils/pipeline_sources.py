@@ -18,7 +18,6 @@ imported inside the functions that need it. Compiled YAML is read by :mod:`.pipe
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import importlib
 import importlib.util
@@ -28,7 +27,13 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING, Any, Literal
 
-from kfp_bridge.utils.pipeline_specs import PipelineDocuments, PipelineSourceError, load_pipeline_documents
+from kfp_bridge.utils.pipeline_specs import (
+    YAML_SUFFIXES,
+    PipelineDocuments,
+    PipelineSourceError,
+    existing_pipeline_file,
+    load_pipeline_documents,
+)
 
 if TYPE_CHECKING:
     from kfp.dsl.base_component import BaseComponent
@@ -46,7 +51,6 @@ __all__ = [
     "resolve_pipeline_source",
 ]
 
-YAML_SUFFIXES = (".yaml", ".yml")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _FUTURE_ANNOTATIONS = re.compile(r"^\s*from\s+__future__\s+import\s+.*\bannotations\b", re.MULTILINE)
@@ -94,45 +98,22 @@ def resolve_pipeline_source(pipeline: str, dag_folder: str | None = None) -> Pip
         )
     reference = pipeline.strip()
     if reference.endswith(YAML_SUFFIXES):
-        return PipelineSource("yaml", reference, path=_existing_file(reference, dag_folder))
+        return PipelineSource("yaml", reference, path=existing_pipeline_file(reference, dag_folder))
     if reference.endswith(".py"):
-        return PipelineSource("file", reference, path=_existing_file(reference, dag_folder))
+        return PipelineSource("file", reference, path=existing_pipeline_file(reference, dag_folder))
     # rpartition: a path may contain ':' (rare), a function name never does.
     head, sep, function = reference.rpartition(":")
     if sep and _IDENTIFIER.match(function):
         if head.endswith(".py"):
-            return PipelineSource("file", reference, path=_existing_file(head, dag_folder), function=function)
+            return PipelineSource(
+                "file", reference, path=existing_pipeline_file(head, dag_folder), function=function
+            )
         if _DOTTED.match(head):
             return PipelineSource("module", reference, module=head, function=function)
     raise PipelineSourceError(
         f"pipeline {reference!r} is not a compiled pipeline (.yaml/.yml), a source file "
         "('path/to/file.py' or 'path/to/file.py:function') or 'package.module:function'"
     )
-
-
-def _existing_file(path: str, dag_folder: str | None) -> str:
-    expanded = os.path.expanduser(path)
-    if os.path.isabs(expanded):
-        resolved, relative_to = expanded, None
-    else:
-        base = dag_folder if dag_folder is not None else os.getcwd()
-        resolved = os.path.join(base, expanded)
-        relative_to = (
-            f"relative to the DAG folder {dag_folder}"
-            if dag_folder is not None
-            else f"relative to the current directory {base}"
-        )
-    resolved = os.path.normpath(os.path.abspath(resolved))
-    if not os.path.isfile(resolved):
-        where = f" ({relative_to})" if relative_to else ""
-        what = "is a directory, not a file" if os.path.isdir(resolved) else "does not exist"
-        fix = (
-            "an absolute path or one relative to the DAG file's folder"
-            if dag_folder is not None
-            else "an existing file"
-        )
-        raise FileNotFoundError(f"pipeline file {resolved} {what}{where}; pass {fix}")
-    return resolved
 
 
 # --------------------------------------------------------------------------------------------------
@@ -264,6 +245,8 @@ def _named_pipeline(module: Any, function: str, where: str, source: PipelineSour
     if obj is None:
         pipelines, components = _pipelines_and_components(module)
         known = sorted(pipelines) or sorted(components)
+        import difflib  # error path only: not paid at parse time
+
         close = difflib.get_close_matches(function, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise PipelineSourceError(

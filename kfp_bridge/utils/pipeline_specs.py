@@ -11,9 +11,11 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
+YAML_SUFFIXES = (".yaml", ".yml")
 _RECOMPILE = "recompile it with `kfp-bridge compile <pipeline source>.py`"
 
 
@@ -43,6 +45,32 @@ class PipelineDocuments:
         if not self.platform_spec:
             return self.pipeline_spec
         return {"pipeline_spec": self.pipeline_spec, "platform_spec": self.platform_spec}
+
+
+def existing_pipeline_file(path: str, dag_folder: str | None) -> str:
+    """The absolute path of ``path`` (relative to ``dag_folder``, else the cwd); FileNotFoundError naming both."""
+    expanded = os.path.expanduser(path)
+    if os.path.isabs(expanded):
+        resolved, relative_to = expanded, None
+    else:
+        base = dag_folder if dag_folder is not None else os.getcwd()
+        resolved = os.path.join(base, expanded)
+        relative_to = (
+            f"relative to the DAG folder {dag_folder}"
+            if dag_folder is not None
+            else f"relative to the current directory {base}"
+        )
+    resolved = os.path.normpath(os.path.abspath(resolved))
+    if not os.path.isfile(resolved):
+        where = f" ({relative_to})" if relative_to else ""
+        what = "is a directory, not a file" if os.path.isdir(resolved) else "does not exist"
+        fix = (
+            "an absolute path or one relative to the DAG file's folder"
+            if dag_folder is not None
+            else "an existing file"
+        )
+        raise FileNotFoundError(f"pipeline file {resolved} {what}{where}; pass {fix}")
+    return resolved
 
 
 def load_pipeline_documents(path: str) -> PipelineDocuments:

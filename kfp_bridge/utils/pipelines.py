@@ -17,7 +17,6 @@ from kfp_bridge.utils.pipeline_inputs import (
     validate_params,
 )
 from kfp_bridge.utils.pipeline_sources import (
-    YAML_SUFFIXES,
     PipelineSource,
     compile_in_process,
     compile_pipeline_function,
@@ -28,8 +27,10 @@ from kfp_bridge.utils.pipeline_sources import (
     resolve_pipeline_source,
 )
 from kfp_bridge.utils.pipeline_specs import (
+    YAML_SUFFIXES,
     PipelineDocuments,
     PipelineSourceError,
+    existing_pipeline_file,
     load_pipeline_documents,
     load_pipeline_spec,
     pipeline_name,
@@ -50,6 +51,7 @@ __all__ = [
     "compile_in_process",
     "compile_pipeline_function",
     "compile_pipeline_to_file",
+    "existing_pipeline_file",
     "declared_artifacts",
     "declared_inputs",
     "load_pipeline",
