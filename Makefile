@@ -11,7 +11,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # kfp.Client may write ~/.config/kfp; keep the developer's HOME out of the demo and tests.
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-kserve browser postgres test lint demo chaos bench compile-check clean up down
+.PHONY: help venv venv-kserve browser postgres kubectl test lint demo chaos bench compile-check clean up down
 help:
 	@echo "make demo   - run the main job end to end on the embedded stand-ins"
 	@echo "make test   - bootstrap the venvs and run the whole test suite"
@@ -48,7 +48,11 @@ browser:
 postgres:
 	bash scripts/ensure-postgres.sh
 
-test: venv venv-kserve browser postgres
+# The real kubectl, driven against the Kubernetes stand-in by the tests (any kubectl on PATH will do).
+kubectl:
+	bash scripts/ensure-kubectl.sh
+
+test: venv venv-kserve browser postgres kubectl
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos --reruns 1 --reruns-delay 5 $(PYTEST_ARGS)
 

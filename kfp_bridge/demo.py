@@ -41,7 +41,8 @@ def main() -> int:
 
     print("== starting the stand-ins (kfp-bridge local kfp / local kube) ...", flush=True)
     with run_stand_in("kfp", work / "kfp-state", token_file=token_file) as kfp_server, run_stand_in(
-        "kube", work / "kube-state", token_file=token_file
+        # The kube stand-in also serves the KFP run's executor pods (failed-step log tails).
+        "kube", work / "kube-state", token_file=token_file, kube_options={"KFP_STATE_DIR": str(work / "kfp-state")}
     ) as kube_server:
         kubeconfig = work / "kube-state" / "kubeconfig"
         print(f"   KFP API {kfp_server.url}; Kubernetes API {kube_server.url} (kubeconfig {kubeconfig})")
@@ -55,7 +56,10 @@ def main() -> int:
                 {"conn_type": "kfp", "host": kfp_server.url, "extra": {"token_path": str(token_file)}}
             ),
             "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
-                {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig), "namespace": "default"}}
+                # Service host names (iris.default.example.com) resolve nowhere here: smoke tests go
+                # through the stand-in's ingress with the Host header, as from outside a cluster.
+                {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig), "namespace": "default",
+                                                      "ingress_address": kube_server.ingress_url}}
             ),
             "HOME": str(work / "home"),
         }
@@ -75,7 +79,7 @@ def main() -> int:
         run_ok = _report_kfp_run(kfp_server.url, token_file.read_text().strip())
         after_obj = api.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, ISVC)
         print(f"== traffic after: {_traffic(after_obj)}")
-        revision, prediction = _predict(after_obj["status"]["url"], token_file.read_text().strip())
+        revision, prediction = _predict(kube_server.ingress_url, after_obj["status"]["url"])
         print(f"== prediction for {SAMPLE['instances'][0]}: {prediction} (served by {revision})")
         new_revision = after_obj["status"]["components"]["predictor"].get("latestReadyRevision")
 
@@ -139,10 +143,15 @@ def _traffic(obj: dict[str, Any]) -> str:
     return ", ".join(f"{t.get('revisionName')}={t.get('percent')}%" for t in traffic) or "(no traffic split)"
 
 
-def _predict(url: str, token: str) -> tuple[str, Any]:
+def _predict(ingress_url: str | None, service_url: str) -> tuple[str, Any]:
+    """One prediction through the ingress, addressed by the service's host name (Host header)."""
+    from urllib.parse import urlparse
+
     import httpx
 
-    response = httpx.post(f"{url}/v1/models/{ISVC}:predict", json=SAMPLE, timeout=30)
+    assert ingress_url, "the Kubernetes stand-in wrote no ingress address"
+    response = httpx.post(f"{ingress_url}/v1/models/{ISVC}:predict", json=SAMPLE, timeout=30,
+                          headers={"host": urlparse(service_url).netloc})
     response.raise_for_status()
     return response.headers.get("x-kfp-bridge-revision", "?"), response.json().get("predictions")
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -137,7 +138,11 @@ def test_local_up_serves_both_stand_ins_with_the_printed_connections(tmp_path):
         kubeconfig = Path(kube["extra"]["kube_config_path"])
         assert kubeconfig.is_file() and token in kubeconfig.read_text()
         kube_url = re.search(r"Kubernetes API: (\S+)", output).group(1)
-        assert httpx.get(f"{kube_url}/version", headers=headers, timeout=10).status_code == 200
+        assert kube_url.startswith("https://")
+        # The stand-in's own CA (the kubeconfig's certificate-authority-data) verifies it.
+        ca = ssl.create_default_context(cafile=str(kubeconfig.parent / "pki" / "ca.crt"))
+        assert httpx.get(f"{kube_url}/version", headers=headers, timeout=10, verify=ca).status_code == 200
+        assert kube["extra"]["ingress_address"].startswith("http://127.0.0.1:")
         assert token not in output  # the token stays in its file
     finally:
         os.killpg(proc.pid, signal.SIGINT)

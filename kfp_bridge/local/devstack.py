@@ -96,7 +96,7 @@ def serve(state_dir: Path, port: int) -> int:
     from kfp_bridge.demo import ISVC, _create_initial_service, _custom_objects
     from kfp_bridge.local.airflow import AirflowStack
     from kfp_bridge.local.launch import run_stand_in
-    from kfp_bridge.local.up import connection_lines
+    from kfp_bridge.local.up import connection_lines, kubernetes_extra
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,7 +111,8 @@ def serve(state_dir: Path, port: int) -> int:
     try:
         with ExitStack() as stack:
             kfp = stack.enter_context(run_stand_in("kfp", state_dir / "kfp", token_file=token_file))
-            kube = stack.enter_context(run_stand_in("kube", state_dir / "kube", token_file=token_file))
+            kube = stack.enter_context(run_stand_in("kube", state_dir / "kube", token_file=token_file,
+                                                    kube_options={"KFP_STATE_DIR": str(state_dir / "kfp")}))
             kubeconfig = state_dir / "kube" / "kubeconfig"
             print(f"KFP stand-in {kfp.url}; Kubernetes stand-in {kube.url}", flush=True)
             env = {
@@ -119,8 +120,7 @@ def serve(state_dir: Path, port: int) -> int:
                     {"conn_type": "kfp", "host": kfp.url, "extra": {"token_path": str(token_file)}}
                 ),
                 "AIRFLOW_CONN_KUBERNETES_DEFAULT": json.dumps(
-                    {"conn_type": "kubernetes",
-                     "extra": {"kube_config_path": str(kubeconfig), "namespace": "default"}}
+                    {"conn_type": "kubernetes", "extra": kubernetes_extra(kubeconfig, kube.ingress_url)}
                 ),
                 # Scheduled runs start only when someone unpauses a DAG (the official compose default).
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
@@ -133,7 +133,7 @@ def serve(state_dir: Path, port: int) -> int:
             _write_state(
                 state_dir, url=airflow.base_url, kfp_url=kfp.url, kube_url=kube.url,
                 kubeconfig=str(kubeconfig), token_file=str(token_file), airflow_home=str(airflow.home),
-                connections=connection_lines(kfp.url, kubeconfig, token_file),
+                connections=connection_lines(kfp.url, kubeconfig, token_file, kube.ingress_url),
             )
             # The InferenceService the platform team would already run (model server start-up
             # overlaps Airflow's).

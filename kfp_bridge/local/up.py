@@ -13,13 +13,22 @@ from typing import Any
 from kfp_bridge.local.launch import run_stand_in
 
 
-def connection_lines(kfp_url: str, kubeconfig: Path, token_file: Path) -> list[str]:
+def connection_lines(kfp_url: str, kubeconfig: Path, token_file: Path, ingress_url: str | None = None) -> list[str]:
     kfp = {"conn_type": "kfp", "host": kfp_url, "extra": {"token_path": str(token_file)}}
-    kube = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig), "namespace": "default"}}
+    kube = {"conn_type": "kubernetes", "extra": kubernetes_extra(kubeconfig, ingress_url)}
     return [
         f"export AIRFLOW_CONN_KFP_DEFAULT='{json.dumps(kfp)}'",
         f"export AIRFLOW_CONN_KUBERNETES_DEFAULT='{json.dumps(kube)}'",
     ]
+
+
+def kubernetes_extra(kubeconfig: Path, ingress_url: str | None) -> dict[str, str]:
+    """The ``kubernetes`` connection's extra for the stand-in: its kubeconfig (HTTPS, own CA) and the
+    ingress that routes InferenceService host names (smoke tests send the Host header there)."""
+    extra = {"kube_config_path": str(kubeconfig), "namespace": "default"}
+    if ingress_url:
+        extra["ingress_address"] = ingress_url
+    return extra
 
 
 def run_up(args: Any, stop: threading.Event | None = None) -> int:
@@ -37,12 +46,13 @@ def run_up(args: Any, stop: threading.Event | None = None) -> int:
             run_stand_in("kfp", state / "kfp", port=args.kfp_port or None, token_file=token_file, host=args.host)
         )
         kube = stack.enter_context(
-            run_stand_in("kube", state / "kube", port=args.kube_port or None, token_file=token_file, host=args.host)
+            run_stand_in("kube", state / "kube", port=args.kube_port or None, token_file=token_file, host=args.host,
+                         kube_options={"KFP_STATE_DIR": str(state / "kfp")})
         )
         print(f"KFP API:        {kfp.url}")
         print(f"Kubernetes API: {kube.url} (kubeconfig {state / 'kube' / 'kubeconfig'})")
         print("Connections for Airflow:")
-        for line in connection_lines(kfp.url, state / "kube" / "kubeconfig", token_file):
+        for line in connection_lines(kfp.url, state / "kube" / "kubeconfig", token_file, kube.ingress_url):
             print(f"  {line}")
         print("Ctrl-C stops both.", flush=True)
         stop.wait()
