@@ -141,9 +141,10 @@ class KfpRunOperator(BaseOperator):
         KfpRunLink.persist(context, url)
         self.log.info("KFP run %s: %s", run_id, url)
 
-        status = RunStatus.from_api(run, self._spec)
+        status = self._status(hook, run)
         if status.is_terminal:
             return self._finish(hook, status)
+        self._forget_terminated(run_id)  # running again (retried): a later failure is its own
         if self.deferrable:
             self._defer(run_id)
         return self._finish(hook, self._wait(hook, run_id))
@@ -200,6 +201,14 @@ class KfpRunOperator(BaseOperator):
             self._store.set(TERMINATED_KEY, {"run_id": run_id, "reason": reason})
         except Exception:  # best effort: the log line above already says it
             self.log.warning("Could not record that KFP run %s was terminated by Airflow", run_id, exc_info=True)
+
+    def _forget_terminated(self, run_id: str) -> None:
+        if self._store is None or self._terminated_reason(run_id) is None:
+            return
+        try:
+            self._store.delete(TERMINATED_KEY)
+        except Exception:
+            self.log.warning("Could not clear the terminated-by-Airflow record of KFP run %s", run_id, exc_info=True)
 
     def _terminated_reason(self, run_id: str) -> str | None:
         if self._store is None:
