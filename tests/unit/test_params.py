@@ -49,6 +49,14 @@ TYPED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(params_module, "_BY_STAT", {})
+    monkeypatch.setattr(params_module, "_BY_DIGEST", {})
+    return tmp_path / "cache" / "kfp-bridge" / "pipeline-inputs"
+
+
 @pytest.fixture
 def typed_yaml(tmp_path) -> Path:
     path = tmp_path / "typed.yaml"
@@ -173,6 +181,33 @@ def test_cached_by_content_and_reread_when_the_file_changes(typed_yaml, monkeypa
     typed_yaml.write_text(yaml.safe_dump(_spec({"z": {"parameterType": "STRING"}})))
     assert list(pipeline_params(str(typed_yaml))) == ["z"]
     assert len(parsed) == 2
+
+
+def test_a_new_process_reads_the_disk_cache_not_the_yaml(typed_yaml, private_cache, monkeypatch):
+    first = pipeline_params(str(typed_yaml))
+    assert len(list(private_cache.glob("*.json"))) == 1
+    # A new dag-processor child: empty memory caches, and no YAML parse at all.
+    monkeypatch.setattr(params_module, "_BY_STAT", {})
+    monkeypatch.setattr(params_module, "_BY_DIGEST", {})
+    monkeypatch.setattr(params_module, "parse_pipeline_documents", lambda *a: pytest.fail("parsed the YAML"))
+    again = pipeline_params(str(typed_yaml))
+    assert {k: (p.value, p.schema) for k, p in again.items() if k != "a"} == {
+        k: (p.value, p.schema) for k, p in first.items() if k != "a"
+    }
+    assert (again["a"].has_value, again["d"].description) == (False, "rate")
+
+
+def test_a_damaged_or_unwritable_cache_falls_back_to_the_yaml(typed_yaml, private_cache, monkeypatch):
+    pipeline_params(str(typed_yaml))
+    (entry,) = private_cache.glob("*.json")
+    entry.write_text('{"root": 3')
+    monkeypatch.setattr(params_module, "_BY_STAT", {})
+    monkeypatch.setattr(params_module, "_BY_DIGEST", {})
+    assert list(pipeline_params(str(typed_yaml))) == list(TYPED)
+    monkeypatch.setenv("XDG_CACHE_HOME", "/proc/no-such-dir")  # not creatable
+    monkeypatch.setattr(params_module, "_BY_DIGEST", {})
+    typed_yaml.write_text(yaml.safe_dump(_spec({"z": {"parameterType": "STRING"}})))
+    assert list(pipeline_params(str(typed_yaml))) == ["z"]
 
 
 def test_cached_defaults_are_not_shared_between_calls(typed_yaml):

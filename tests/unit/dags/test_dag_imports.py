@@ -1,4 +1,4 @@
-"""Every DAG in dags/ imports cleanly, and DAG parsing never pulls in kfp or kubernetes."""
+"""Every DAG in dags/ imports cleanly, and DAG parsing never pulls in kfp, kubernetes or openlineage."""
 
 from __future__ import annotations
 
@@ -36,10 +36,12 @@ def test_dag_file_does_not_import_kfp_or_kubernetes(dag_file):
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["kfp"] is False
     assert result["kubernetes"] is False
+    assert result["openlineage"] is False
 
 
-def test_twenty_operators_do_not_import_kfp_or_kubernetes(tmp_path):
+def test_twenty_operators_and_pipeline_params_do_not_import_kfp_kubernetes_or_openlineage(tmp_path):
     path = write_dag(tmp_path, "kfp", 20)
+    assert "pipeline_params(" in path.read_text()
     out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert (result["kfp"], result["kubernetes"]) == (False, False)
+    assert (result["kfp"], result["kubernetes"], result["openlineage"]) == (False, False, False)
