@@ -11,7 +11,7 @@ import sys
 
 def _add_stand_in(
     local_sub: argparse._SubParsersAction, name: str, summary: str, *, state_dir: str, token_file: str, admin: str
-) -> None:
+) -> argparse.ArgumentParser:
     """One stand-in's sub-command; the strings are the help of the command and of its options."""
     stand_in = local_sub.add_parser(name, help=summary)
     stand_in.add_argument("--host", default="127.0.0.1")
@@ -19,19 +19,32 @@ def _add_stand_in(
     stand_in.add_argument("--state-dir", required=True, help=state_dir)
     stand_in.add_argument("--token-file", help=token_file)
     stand_in.add_argument("--admin", action="store_true", help=admin)
+    return stand_in
 
 
 def _add_local(sub: argparse._SubParsersAction) -> None:
     local = sub.add_parser("local", help="run the embedded stand-ins (development and tests)")
     local_sub = local.add_subparsers(dest="service", required=True)
 
-    _add_stand_in(
+    kfp = _add_stand_in(
         local_sub,
         "kfp",
         "KFP v2beta1 API server that executes pipelines with kfp.local",
         state_dir="SQLite database and run outputs live here",
-        token_file="require 'authorization: Bearer <file content>' (re-read per request)",
+        token_file="single-user: require 'authorization: Bearer <file content>' (re-read per request); "
+        "multi-user: a projected-style token of the users file's token_file_user",
         admin="enable /_admin/stats and /_admin/faults",
+    )
+    kfp.add_argument(
+        "--multi-user",
+        action="store_true",
+        help="KFP multi-user mode: namespaces required, 401 without an identity, 403 when the users file denies it",
+    )
+    kfp.add_argument(
+        "--users",
+        metavar="FILE",
+        help="with --multi-user: YAML/JSON mapping tokens to identities and identities to namespaces "
+        "(format: kfp_bridge/local/kfp/auth.py)",
     )
     _add_stand_in(
         local_sub,
@@ -71,9 +84,22 @@ def main(argv: list[str] | None = None) -> int:
 
         return compile_sources(args.sources, check=args.check)
     if args.service == "kfp":
+        from kfp_bridge.local.kfp.auth import UsersFileError
         from kfp_bridge.local.kfp.server import serve
 
-        serve(host=args.host, port=args.port, state_dir=args.state_dir, token_file=args.token_file, admin=args.admin)
+        if args.users and not args.multi_user:
+            print("kfp-bridge local kfp: --users only applies with --multi-user", file=sys.stderr)
+            return 2
+        if args.multi_user and not args.users:
+            print("kfp-bridge local kfp: --multi-user needs --users FILE (who may access which namespace; "
+                  "format: kfp_bridge/local/kfp/auth.py)", file=sys.stderr)
+            return 2
+        try:
+            serve(host=args.host, port=args.port, state_dir=args.state_dir, token_file=args.token_file,
+                  admin=args.admin, multi_user=args.multi_user, users_file=args.users)
+        except UsersFileError as exc:  # say what to fix in the file, no traceback
+            print(f"kfp-bridge local kfp: {exc}", file=sys.stderr)
+            return 2
         return 0
     if args.service == "kube":
         from kfp_bridge.local.kube.server import serve

@@ -9,7 +9,8 @@
   every ``/apis/`` request with 503 for that long from now. ``DELETE /_admin/faults`` clears them.
   ``GET /_admin/faults`` shows the current settings.
 * Admin paths are never subject to faults, but they do need the bearer token when
-  ``--token-file`` is set, like every other path.
+  ``--token-file`` is set, like every other path; with ``--multi-user`` they need any valid
+  identity (a token or ``kubeflow-userid`` the users file knows, :mod:`~kfp_bridge.local.kfp.auth`).
 * ``POST /_admin/synthetic`` with ``{"enabled": true, "duration_seconds": 30, "jitter_seconds": 5,
   "outcomes": {"<run display_name>": "FAILED"}, "seed": 1}`` (all optional): runs created from now on
   are not executed but go PENDING → RUNNING → SUCCEEDED (or the outcome named for their

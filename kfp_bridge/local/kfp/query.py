@@ -2,6 +2,22 @@
 
 Pure functions over stored documents (contracts A.7). Every malformed input raises a 400
 :class:`~kfp_bridge.local.kfp.wire.ApiError` whose message says what to send instead.
+
+Where the provider depends on it, this follows KFP 2.17 exactly (reference/fidelity.md K1, K10):
+
+* ``filter`` is URL-unescaped once more after the query string was decoded
+  (backend/src/apiserver/server/list_request_util.go ``parseAPIFilter`` calls Go's
+  ``url.QueryUnescape``): ``+`` becomes a space, ``%XX`` a byte, and a ``%`` not followed by two
+  hex digits is a 400 ``failed to parse valid filter from "<filter>": invalid URL escape "%zz"``.
+  A client must therefore URL-encode the serialized filter once, as the SDK documents.
+* Predicates become SQL on MySQL (backend/src/apiserver/filter/filter.go ``AddToSelect``):
+  ``IS_SUBSTRING`` is ``LIKE '%<value>%'`` with the value unescaped, so ``_`` and ``%`` in it are
+  wildcards (and ``\\`` escapes the next character); string comparisons follow the column
+  collation (utf8mb4_0900_ai_ci): case- and accent-insensitive, approximated here by Unicode
+  case folding with combining marks removed; time columns hold whole seconds.
+* Sorting is ``ORDER BY <field> <dir>, <uuid> <dir>`` (backend/src/apiserver/list/list.go
+  ``AddSortingToSelect``): times compare in whole seconds and the id breaks ties, so the order of
+  items created within one second is by id, not by creation.
 """
 
 from __future__ import annotations
@@ -10,11 +26,13 @@ import base64
 import binascii
 import hashlib
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kfp_bridge.local.kfp.wire import bad_request, parse_rfc3339
+from kfp_bridge.local.kfp.wire import bad_request, go_quote, invalid_input_error, parse_rfc3339
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 200
@@ -122,6 +140,9 @@ def parse_predicate(raw: Any, resource: str) -> Predicate:
         )
     value_key = value_keys[0]
     where = f"predicate on {key!r}"
+    if operation == "IS_SUBSTRING" and _SCALAR_VALUES.get(value_key) != "string":
+        # filter.go checkPredicate: LIKE needs a string.
+        raise bad_request(f"filter {where}: IS_SUBSTRING needs a 'string_value', got {value_key!r}")
     if value_key in _SCALAR_VALUES:
         if operation == "IN":
             raise bad_request(f"filter {where}: IN needs a list value such as 'string_values': {{'values': [...]}}")
@@ -143,9 +164,55 @@ def parse_predicate(raw: Any, resource: str) -> Predicate:
     return Predicate(operation=operation, key=ALIASES.get(key, key), value=value)
 
 
+class EscapeError(ValueError):
+    """Go's ``url.EscapeError``: ``escape`` is the offending ``%`` and up to two bytes after it."""
+
+    def __init__(self, escape: bytes) -> None:
+        super().__init__(f"invalid URL escape {go_quote(escape)}")
+        self.escape = escape
+
+
+_HEX = frozenset(b"0123456789abcdefABCDEF")
+
+
+def query_unescape(text: str) -> str:
+    """Go's ``url.QueryUnescape``: ``+`` → space, ``%XX`` → that byte; raises :class:`EscapeError`."""
+    raw = text.encode("utf-8")
+    out = bytearray()
+    i = 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte == 0x25:  # '%'
+            if i + 2 >= len(raw) or raw[i + 1] not in _HEX or raw[i + 2] not in _HEX:
+                raise EscapeError(raw[i: i + 3])
+            out.append(int(raw[i + 1: i + 3], 16))
+            i += 3
+            continue
+        out.append(0x20 if byte == 0x2B else byte)  # '+' is a space in a query component
+        i += 1
+    # Go strings are bytes; protojson then rejects invalid UTF-8, which surrogateescape keeps visible.
+    return out.decode("utf-8", "surrogateescape")
+
+
+def decode_filter(text: str) -> str:
+    """The second decoding ``parseAPIFilter`` applies, with its error message."""
+    try:
+        decoded = query_unescape(text)
+    except EscapeError as exc:
+        raise invalid_input_error(f"failed to parse valid filter from {go_quote(text)}: {exc}") from exc
+    try:
+        decoded.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise invalid_input_error(
+            f"failed to parse valid filter from {go_quote(text)}: proto: syntax error: invalid UTF-8"
+        ) from exc
+    return decoded
+
+
 def parse_filter(text: str | None, resource: str) -> tuple[Predicate, ...]:
     if not text:
         return ()
+    text = decode_filter(text)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -167,7 +234,8 @@ def parse_filter(text: str | None, resource: str) -> tuple[Predicate, ...]:
 def parse_sort(text: str | None, resource: str) -> tuple[str, bool]:
     if not text or not text.strip():
         return ID_KEY[resource], False
-    parts = text.strip().split()
+    # parseSortByQueryString lower-cases the whole string first.
+    parts = text.strip().lower().split()
     if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
         raise bad_request(
             f"Received invalid sort by format {text!r}; use '<field>', '<field> asc' or '<field> desc'"
@@ -232,25 +300,55 @@ def parse_list_query(
     return ListQuery(resource, predicates, sort_key, desc, size, offset, fingerprint)
 
 
+def fold(text: str) -> str:
+    """A collation key close to MySQL's utf8mb4_0900_ai_ci: case- and accent-insensitive."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def like_pattern(value: str) -> re.Pattern[str]:
+    """``LIKE '%<value>%'`` as filter.go builds it: ``%``/``_`` wildcards, ``\\`` escapes one character."""
+    parts = [".*"]
+    chars = iter(fold(value))
+    for char in chars:
+        if char == "%":
+            parts.append(".*")
+        elif char == "_":
+            parts.append(".")
+        elif char == "\\":
+            parts.append(re.escape(next(chars, "\\")))
+        else:
+            parts.append(re.escape(char))
+    parts.append(".*")
+    return re.compile("".join(parts), re.DOTALL)
+
+
 def _field(doc: dict[str, Any], key: str) -> Any:
     value = doc.get(key)
     if key in TIME_KEYS:
-        return float(value or 0)
+        # The real columns hold Unix seconds (CreatedAtInSec, ...).
+        return int(float(value or 0))
     return "" if value is None else value
+
+
+def _comparable(value: Any) -> Any:
+    return fold(value) if isinstance(value, str) else value
 
 
 def _matches(doc: dict[str, Any], p: Predicate) -> bool:
     actual = _field(doc, p.key)
     expected = p.value
-    if p.operation == "IN":
-        return actual in expected
     if p.operation == "IS_SUBSTRING":
-        return str(expected) in str(actual)
+        return like_pattern(str(expected)).fullmatch(fold(str(actual))) is not None
     if p.key in TIME_KEYS:
-        # Timestamps compare as Unix seconds, like the real server's columns.
-        actual, expected = int(actual), int(expected)
-    elif isinstance(expected, (int, float)) and isinstance(actual, str):
-        actual, expected = actual, str(expected)
+        expected = expected if isinstance(expected, tuple) else int(expected)
+    elif isinstance(actual, str):
+        # A string column compared with a number compares as text here (MySQL would cast).
+        expected = tuple(str(v) for v in expected) if isinstance(expected, tuple) else str(expected)
+    actual = _comparable(actual)
+    if p.operation == "IN":
+        return actual in tuple(_comparable(v) for v in expected)
+    expected = _comparable(expected)
     try:
         return {
             "EQUALS": actual == expected,
@@ -266,7 +364,7 @@ def _matches(doc: dict[str, Any], p: Predicate) -> bool:
 
 def _sort_value(doc: dict[str, Any], key: str) -> Any:
     value = _field(doc, key)
-    return (0, value) if isinstance(value, (int, float)) else (1, str(value))
+    return (0, value) if isinstance(value, (int, float)) else (1, fold(str(value)))
 
 
 def apply(
@@ -276,7 +374,8 @@ def apply(
     id_key = ID_KEY[query.resource]
     ident = id_of or (lambda d: str(d.get(id_key, "")))
     selected = [d for d in docs if all(_matches(d, p) for p in query.predicates)]
-    # The id breaks ties so pages never overlap when many items share a sort value.
+    # ORDER BY <field> <dir>, <id> <dir>: the id breaks ties (list.go AddSortingToSelect), so
+    # items created within the same second come back in id order, not creation order.
     selected.sort(key=lambda d: (_sort_value(d, query.sort_key), ident(d)), reverse=query.descending)
     page = selected[query.offset: query.offset + query.page_size]
     end = query.offset + len(page)

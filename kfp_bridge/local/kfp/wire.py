@@ -16,7 +16,9 @@ API = "/apis/v2beta1"
 INVALID_ARGUMENT = 3
 NOT_FOUND = 5
 ALREADY_EXISTS = 6
+PERMISSION_DENIED = 7
 FAILED_PRECONDITION = 9
+ABORTED = 10
 UNAUTHENTICATED = 16
 INTERNAL = 13
 UNAVAILABLE = 14
@@ -25,8 +27,10 @@ HTTP_STATUS = {
     INVALID_ARGUMENT: 400,
     FAILED_PRECONDITION: 400,
     UNAUTHENTICATED: 401,
+    PERMISSION_DENIED: 403,
     NOT_FOUND: 404,
     ALREADY_EXISTS: 409,
+    ABORTED: 409,
     INTERNAL: 500,
     UNKNOWN: 500,
     UNAVAILABLE: 503,
@@ -38,16 +42,89 @@ TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "SKIPPED", "CANCELED"})
 
 
 class ApiError(Exception):
-    """An error the API answers with the grpc-gateway body ``{code, message, details}``."""
+    """An error the API answers with the grpc-gateway body ``{code, message, details}``.
 
-    def __init__(self, code: int, message: str) -> None:
+    :param message: the body's ``message``; on the real server the internal error chain
+        (``UserError.GRPCStatus`` in backend/src/common/util/error.go).
+    :param external: the user-facing message in ``details[0].message``; defaults to ``message``.
+    """
+
+    def __init__(self, code: int, message: str, external: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.external = message if external is None else external
 
     @property
     def http_status(self) -> int:
         return HTTP_STATUS.get(self.code, 500)
+
+    def wrap(self, context: str) -> ApiError:
+        """``util.Wrap``: the chain gains a prefix, the code and the user-facing message stay."""
+        return ApiError(self.code, f"{context}: {self.message}", self.external)
+
+
+# The upstream error constructors (backend/src/common/util/error.go). Each builds the same
+# internal chain (``message``) and user-facing message (``external``) the Go function does.
+def invalid_input_error(message: str) -> ApiError:
+    """``NewInvalidInputError`` → InvalidArgument (400)."""
+    return ApiError(INVALID_ARGUMENT, f"Invalid input error: {message}", message)
+
+
+def bad_request_error(cause: str, message: str) -> ApiError:
+    """``NewBadRequestError`` → **Aborted (409)**, despite the name."""
+    return ApiError(ABORTED, f"BadRequestError: {message}: {cause}", message)
+
+
+def internal_server_error(cause: str, message: str) -> ApiError:
+    """``NewInternalServerError`` → Internal (500); the user-facing message says nothing more."""
+    return ApiError(INTERNAL, f"InternalServerError: {message}: {cause}", "Internal Server Error")
+
+
+def unauthenticated_error(cause: str, message: str) -> ApiError:
+    """``NewUnauthenticatedError`` → Unauthenticated (401)."""
+    return ApiError(UNAUTHENTICATED, f"Unauthenticated: {message}: {cause}", message)
+
+
+def permission_denied_error(cause: str, message: str) -> ApiError:
+    """``NewPermissionDeniedError`` → PermissionDenied (403)."""
+    return ApiError(PERMISSION_DENIED, f"PermissionDenied: {message}: {cause}", message)
+
+
+def resource_not_found_error(kind: str, ident: str) -> ApiError:
+    """``NewResourceNotFoundError`` → NotFound (404)."""
+    return ApiError(NOT_FOUND, f"ResourceNotFoundError: {kind} {ident} not found", f"{kind} {ident} not found")
+
+
+def go_quote(text: str | bytes) -> str:
+    """Go's ``%q`` / ``strconv.Quote``: double quotes, backslash escapes, printable runes kept.
+
+    Bytes that are not UTF-8 (or lone surrogates from ``surrogateescape``) come out as ``\\xHH``.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char in ('"', "\\"):
+            out.append("\\" + char)
+        elif char in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[char])
+        elif char == " " or (char.isprintable() and code != 0x7F):
+            out.append(char)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
 def bad_request(message: str) -> ApiError:
@@ -58,11 +135,13 @@ def not_found(kind: str, ident: str) -> ApiError:
     return ApiError(NOT_FOUND, f"{kind} {ident} not found")
 
 
-def error_body(code: int, message: str) -> dict[str, Any]:
+def error_body(code: int, message: str, external: str | None = None) -> dict[str, Any]:
+    """grpc-gateway's body: the chain in ``message``, the user-facing text in the Status detail."""
+    detail = message if external is None else external
     return {
         "code": code,
         "message": message,
-        "details": [{"@type": "type.googleapis.com/google.rpc.Status", "code": code, "message": message}],
+        "details": [{"@type": "type.googleapis.com/google.rpc.Status", "code": code, "message": detail}],
     }
 
 
@@ -146,7 +225,9 @@ def render_task(task: dict[str, Any]) -> dict[str, Any]:
     if task.get("state_history"):
         out["state_history"] = [render_status(s) for s in task["state_history"]]
     if task.get("child_tasks"):
-        out["child_tasks"] = [{"task_id": child} for child in task["child_tasks"]]
+        # toApiPipelineTaskDetail (apiserver/server/api_converter.go) sets the oneof's pod_name to
+        # the child node id, never task_id (fidelity K3).
+        out["child_tasks"] = [{"pod_name": child} for child in task["child_tasks"]]
     return out
 
 

@@ -1,4 +1,10 @@
-"""Bearer-token authentication of the KFP stand-in, through the real kfp.Client (contracts.md A.2)."""
+"""Single-user ``--token-file`` authentication of the KFP stand-in, through the real kfp.Client (contracts.md A.2).
+
+A single-user KFP authenticates nothing (fidelity K8); ``--token-file`` is a test aid standing for
+an authenticating proxy, and it accepts only the file's current token, which is harder than a
+cluster. KFP's own multi-user rules (401/403, a rotated token valid until it expires) are in
+test_kfp_fidelity_api.py (``--multi-user``).
+"""
 
 from __future__ import annotations
 
@@ -55,6 +61,8 @@ def test_admin_paths_need_the_token_too(kfp_stand_in):
 
 
 def test_old_token_stops_working_after_rotation(kfp_stand_in):
+    """Stand-in-only and deliberately harder than a cluster (where the old projected token stays valid
+    until it expires, see test_k8 in test_kfp_fidelity_api.py): it proves a client re-reads the file."""
     stale = kfp_stand_in.client()
     original = kfp_stand_in.token
     try:

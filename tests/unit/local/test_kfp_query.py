@@ -1,8 +1,9 @@
-"""Filters, sorting and paging of the KFP stand-in (pure functions; contracts.md A.7)."""
+"""Filters, sorting and paging of the KFP stand-in (pure functions; contracts.md A.7, fidelity K1/K10)."""
 
 from __future__ import annotations
 
 import json
+import urllib.parse
 
 import pytest
 
@@ -94,3 +95,84 @@ def test_keys_are_per_resource():
     query.parse_list_query("experiments", sort_by="last_run_created_at")
     with pytest.raises(ApiError, match="not supported for pipelines"):
         query.parse_list_query("pipelines", sort_by="state")
+
+
+# ----- fidelity K1: the second URL decoding (list_request_util.go parseAPIFilter) -----
+
+
+@pytest.mark.parametrize(
+    ("raw", "decoded"),
+    [("a+b", "a b"), ("a%2Bb", "a+b"), ("%7B%22x%22%3A1%7D", '{"x":1}'), ("caf%C3%A9", "café"), ("plain", "plain")],
+)
+def test_query_unescape_is_gos(raw, decoded):
+    assert query.query_unescape(raw) == decoded
+
+
+@pytest.mark.parametrize(("raw", "escape"), [("%zz", "%zz"), ("100%", "%"), ("x%4", "%4"), ("%a\u00e9", "%a\\xc3")])
+def test_a_bad_escape_is_a_400_quoting_like_go(raw, escape):
+    with pytest.raises(ApiError) as info:
+        query.parse_filter(raw, "runs")
+    assert info.value.http_status == 400
+    assert info.value.external == f'failed to parse valid filter from "{raw}": invalid URL escape "{escape}"'
+    assert info.value.message == f"Invalid input error: {info.value.external}"
+
+
+def test_a_plus_in_a_plain_json_filter_becomes_a_space():
+    doc = {"run_id": "r", "description": "t+00:00"}
+    plain = query.parse_list_query("runs", filter_text=_filter({"operation": 1, "key": "description", "string_value": "t+00:00"}))
+    assert query.apply(plain, [doc])[1] == 0
+    encoded = query.parse_list_query(
+        "runs", filter_text=_filter({"operation": 1, "key": "description", "string_value": "t%2B00:00"}))
+    assert query.apply(encoded, [doc])[1] == 1
+
+
+# ----- fidelity K10: MySQL semantics (filter.go AddToSelect, list.go AddSortingToSelect) -----
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matches"),
+    [
+        ("a_c", {"abc", "a_c", "xxAbCxx"}),
+        ("a%c", {"abc", "a_c", "ac", "xxAbCxx", "a-long-c"}),
+        ("a\\_c", {"a_c"}),
+        ("A", {"abc", "a_c", "ac", "xxAbCxx", "a-long-c"}),
+    ],
+)
+def test_is_substring_is_a_case_insensitive_like(pattern, matches):
+    docs = [{"run_id": n, "display_name": n} for n in ("abc", "a_c", "ac", "xxAbCxx", "a-long-c", "zzz")]
+    # The pattern travels URL-encoded once, as it must (K1), so '%' and '\\' survive.
+    text = _filter({"operation": "IS_SUBSTRING", "key": "display_name", "string_value": pattern})
+    q = query.parse_list_query("runs", filter_text=urllib.parse.quote(text))
+    page, _, _ = query.apply(q, docs)
+    assert {d["run_id"] for d in page} == matches
+
+
+def test_string_comparisons_ignore_case_and_accents():
+    docs = [{"run_id": "1", "display_name": "École"}, {"run_id": "2", "display_name": "ecole"},
+            {"run_id": "3", "display_name": "other"}]
+    q = query.parse_list_query("runs", filter_text=_filter({"operation": "EQUALS", "key": "display_name", "string_value": "ECOLE"}))
+    assert _ids(query.apply(q, docs)[0]) == ["1", "2"]
+    q = query.parse_list_query("runs", filter_text=_filter(
+        {"operation": "IN", "key": "state", "string_values": {"values": ["succeeded"]}}))
+    assert _ids(query.apply(q, RUNS)[0]) == ["r0", "r3"]
+
+
+def test_is_substring_needs_a_string_value():
+    with pytest.raises(ApiError, match="IS_SUBSTRING needs a 'string_value'"):
+        query.parse_filter(_filter({"operation": "IS_SUBSTRING", "key": "display_name", "int_value": 3}), "runs")
+
+
+def test_sort_uses_whole_seconds_then_the_id_in_the_same_direction():
+    docs = [{"run_id": "b", "created_at": 100.9}, {"run_id": "a", "created_at": 100.1},
+            {"run_id": "c", "created_at": 100.5}, {"run_id": "d", "created_at": 99.99}]
+    asc = query.apply(query.parse_list_query("runs", sort_by="created_at"), docs)[0]
+    assert _ids(asc) == ["d", "a", "b", "c"]  # 100.1, 100.9 and 100.5 are all second 100: by id
+    desc = query.apply(query.parse_list_query("runs", sort_by="Created_At DESC"), docs)[0]
+    assert _ids(desc) == ["c", "b", "a", "d"]
+
+
+def test_string_sort_is_case_insensitive():
+    docs = [{"run_id": "1", "display_name": "beta"}, {"run_id": "2", "display_name": "Alpha"},
+            {"run_id": "3", "display_name": "alpha"}]
+    page = query.apply(query.parse_list_query("runs", sort_by="display_name"), docs)[0]
+    assert _ids(page) == ["2", "3", "1"]
