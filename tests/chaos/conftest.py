@@ -132,6 +132,7 @@ class ChaosEnv:
     kube_state: Path
     ha_port: int
     ha_state: Path
+    ingress_port: int
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +149,7 @@ def chaos_env(tmp_path_factory: pytest.TempPathFactory) -> ChaosEnv:
         kube_state=root / "kube",
         ha_port=free_port(),
         ha_state=root / "kfp-ha",
+        ingress_port=free_port(),
     )
 
 
@@ -182,7 +184,12 @@ def chaos_stack(
         f"AIRFLOW_CONN_{KUBE_CONN_ID.upper()}": json.dumps(
             {
                 "conn_type": "kubernetes",
-                "extra": {"kube_config_path": str(chaos_env.kube_state / "kubeconfig")},
+                "extra": {
+                    "kube_config_path": str(chaos_env.kube_state / "kubeconfig"),
+                    # Smoke tests reach KServe's host-name URLs through the stand-in's ingress,
+                    # on a port fixed now because the connection is set before the stand-in starts.
+                    "ingress_address": f"http://127.0.0.1:{chaos_env.ingress_port}",
+                },
             }
         ),
         # Triggers of a dead triggerer are handed to a live one after this long (default 30 s).
@@ -229,7 +236,9 @@ def chaos_kube(chaos_env: ChaosEnv) -> Iterator[KubeStandIn]:
     # 180 s, like a readiness deadline): scenario g holds 25 of them while 50 more tasks defer.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KFP_BRIDGE_MODEL_LOAD_TIMEOUT", str(MODEL_LOAD_TIMEOUT))
-        with start_kube_stand_in(chaos_env.kube_state, token=secrets.token_hex(16)) as stand_in:
+        with start_kube_stand_in(
+            chaos_env.kube_state, token=secrets.token_hex(16), env={"INGRESS_PORT": chaos_env.ingress_port}
+        ) as stand_in:
             yield stand_in
 
 
