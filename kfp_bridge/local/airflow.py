@@ -517,7 +517,8 @@ class AirflowStack(AirflowApiClient):
         )) as db:
             db.set_session(readonly=True, autocommit=True)
             with db.cursor() as cursor:
-                cursor.execute(statement.replace("?", "%s"), params)
+                # psycopg2's placeholders are %s, so a literal % (LIKE 'x_%') must be doubled.
+                cursor.execute(statement.replace("%", "%%").replace("?", "%s"), params)
                 return [tuple(row) for row in cursor.fetchall()]
 
     def database_dump(self) -> bytes:

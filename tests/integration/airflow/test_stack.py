@@ -52,6 +52,19 @@ def test_every_service_is_healthy_with_the_bridge_provider_loaded(airflow_stack:
     assert "kfp-bridge" in {p["package_name"] for p in providers}
 
 
+def test_the_stack_runs_on_its_own_postgresql(airflow_stack: AirflowStack, smoke_dag: str) -> None:
+    """Every service talks to this stack's private server (not SQLite), readable through sql()."""
+    assert airflow_stack.postgres is not None
+    assert airflow_stack.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == airflow_stack.postgres.url
+    assert airflow_stack.postgres.process.pid in airflow_stack.pids()
+    assert airflow_stack.sql("SELECT version()")[0][0].startswith("PostgreSQL ")
+    # A literal % and a ? placeholder in one statement (psycopg2 needs the % doubled).
+    rows = airflow_stack.sql("SELECT dag_id FROM dag WHERE dag_id LIKE 'kfp_bridge_stack_%' AND dag_id = ?", (smoke_dag,))
+    assert rows == [(smoke_dag,)]
+    assert smoke_dag.encode() in airflow_stack.database_dump()
+    assert not (airflow_stack.home / "airflow.db").exists()
+
+
 def test_dag_is_listed_without_import_errors(airflow_stack: AirflowStack, smoke_dag: str) -> None:
     listed = {dag["dag_id"]: dag for dag in airflow_stack.list_dags()}
     assert smoke_dag in listed
