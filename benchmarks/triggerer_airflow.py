@@ -419,7 +419,7 @@ def docs_section(results: list[dict[str, Any]], command: str) -> str:
     rows = []
     for r in results:
         rows.append(
-            f"| {r['runs']} | {r['kind']} | {r['detect_p50_s']:.2f} | {r['detect_p99_s']:.2f} | "
+            f"| {r['runs']} | {r['kind']} | {r['poll_interval']:g} | {r['detect_p50_s']:.2f} | {r['detect_p99_s']:.2f} | "
             f"{r['handback_p99_s']:.2f} | {r['per_run_per_poll']:.3f} | {r['cpu_pct']:.1f} | {r['rss_mib']:.0f} | "
             f"{r['defer_s']:.0f} | {r['window_s']:.0f} | {r['measured']} / {r['ended_early']} | "
             f"{r['load_before'][0]:.1f} → {r['load_after'][0]:.1f} |"
@@ -429,16 +429,18 @@ def docs_section(results: list[dict[str, Any]], command: str) -> str:
         "## Airflow's triggerer (`benchmarks/triggerer_airflow.py`)",
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M %Z')} on {report.machine_facts()}; Airflow stack on PostgreSQL "
-        f"(LocalExecutor, one triggerer). Command: `{command}`.",
-        f"Poll interval S = {s:g} s. N deferred `KfpRunOperator` tasks (one mapped task) on the KFP stand-in's "
+        f"(LocalExecutor, one triggerer). Command: `{command}`"
+        + "".join(f"; `{c}`" for c in dict.fromkeys(r.get("command", "") for r in results) if c and c != command)
+        + ".",
+        f"Poll interval S = {s:g} s unless the S column says otherwise. N deferred `KfpRunOperator` tasks (one mapped task) on the KFP stand-in's "
         "synthetic runs. **provider**: `KfpRunTrigger` (shared poller: ListRuns, IN on run_id, 200 per page). "
         "**baseline**: the same operator deferring to a plain trigger that calls `get_run` per run every S s.",
         f"Targets at N=1000: detect p99 ≤ S + 2 = {s + 2:g} s, ≤ 0.1 requests/run/poll, triggerer CPU ≤ 10 % of "
         "one core.",
         "",
-        "| N | follower | detect p50 s | detect p99 s | handback p99 s | req/run/poll | triggerer CPU % | RSS MiB "
+        "| N | follower | S s | detect p50 s | detect p99 s | handback p99 s | req/run/poll | triggerer CPU % | RSS MiB "
         "| all deferred after s | window s | runs measured / ended early | load1 before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *rows,
         "",
         "Detect = task `end_date` − the run's exact end on the server (trigger, scheduler, and a worker process "
