@@ -46,14 +46,23 @@ def _add_local(sub: argparse._SubParsersAction) -> None:
         help="with --multi-user: YAML/JSON mapping tokens to identities and identities to namespaces "
         "(format: kfp_bridge/local/kfp/auth.py)",
     )
-    _add_stand_in(
+    kube = _add_stand_in(
         local_sub,
         "kube",
-        "Kubernetes API for KServe InferenceServices, with a controller",
-        state_dir="writes DIR/kubeconfig for clients",
+        "Kubernetes API (HTTPS) for KServe InferenceServices, with a controller and a Host-routed ingress",
+        state_dir="writes DIR/kubeconfig (with the stand-in's CA) and DIR/ingress.json for clients",
         token_file="require 'authorization: Bearer <file content>'",
         admin="enable /_admin test hooks",
     )
+    # Each also has an environment variable KFP_BRIDGE_KUBE_<NAME> (kfp_bridge/local/kube/server.py Options).
+    kube.add_argument("--domain", help="ingress domain of status.url (default example.com, as KServe)")
+    kube.add_argument("--ingress-port", type=int, help="the ingress listener's port (default: a free one)")
+    kube.add_argument("--kfp-state-dir", help="serve the KFP stand-in's executor pods and logs from this state dir")
+    kube.add_argument("--rbac-policy", metavar="FILE", help="enforce RBAC from deploy/ manifests (policy file format: "
+                      "kfp_bridge/local/kube/rbac.py)")
+    kube.add_argument("--bookmark-interval", type=float, help="seconds between watch bookmarks (default 60)")
+    kube.add_argument("--watch-window", type=float, help="seconds of watch history before 410 Gone (default 75)")
+    kube.add_argument("--progress-deadline", type=int, help="Standard-mode Deployments' progressDeadlineSeconds (default 600)")
 
     up = local_sub.add_parser("up", help="start both stand-ins and print the AIRFLOW_CONN_* lines to use")
     up.add_argument("--host", default="127.0.0.1")
@@ -104,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.service == "kube":
         from kfp_bridge.local.kube.server import serve
 
-        serve(host=args.host, port=args.port, state_dir=args.state_dir, token_file=args.token_file, admin=args.admin)
+        given = {
+            "domain": args.domain, "ingress_port": args.ingress_port, "kfp_state_dir": args.kfp_state_dir,
+            "rbac_policy": args.rbac_policy, "bookmark_interval_s": args.bookmark_interval,
+            "watch_window_s": args.watch_window, "progress_deadline_s": args.progress_deadline,
+        }
+        serve(host=args.host, port=args.port, state_dir=args.state_dir, token_file=args.token_file, admin=args.admin,
+              **{name: value for name, value in given.items() if value is not None})
         return 0
     from kfp_bridge.local.up import run_up
 

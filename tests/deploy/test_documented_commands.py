@@ -107,8 +107,10 @@ def check_can_i(doc: str, command: str) -> None:
         assert namespace == "$SERVING_NAMESPACE" and verb in role["rules"][0]["verbs"]
     else:
         assert resource.endswith(".pipelines.kubeflow.org") and namespace == "$PROFILE_NAMESPACE"
-        (binding,) = load(ROOT / "deploy" / "rbac" / "kfp-profile-access.yaml")
-        assert binding["roleRef"]["name"] == "kubeflow-edit"
+        bindings = [d for d in load(ROOT / "deploy" / "rbac" / "kfp-profile-access.yaml")
+                    if d["kind"] == "RoleBinding" and d["roleRef"]["kind"] == "ClusterRole"]
+        workers = [b for b in bindings if any(s["name"] == "airflow-kfp-bridge" for s in b["subjects"])]
+        assert [b["roleRef"]["name"] for b in workers] == ["kubeflow-pipelines-edit"]
 
 
 CHECKERS: list[tuple[str, Callable[[str, str], None]]] = [

@@ -53,6 +53,7 @@ def test_deploy_holds_the_expected_manifests():
         "RoleBinding",
         "RoleBinding",
         "RoleBinding",
+        "RoleBinding",
         "ServiceAccount",
         "ServiceAccount",
     ], kinds
@@ -134,15 +135,19 @@ def test_worker_pod_example_uses_the_service_account_and_projected_token():
     assert {"name": "KF_PIPELINES_SA_TOKEN_PATH", "value": f"{TOKEN_DIR}/token"} in container["env"]
 
 
-def test_kfp_profile_binding_grants_kubeflow_edit_to_the_airflow_identity():
+def test_kfp_profile_bindings_grant_kubeflow_pipelines_edit_to_both_airflow_identities():
+    """kubeflow-pipelines-edit is what KFP's SubjectAccessReview checks; kubeflow-edit would add
+    pods/exec and secrets in the profile, which nothing here uses."""
     bindings = {doc["metadata"]["name"]: doc for doc in _by_kind("RoleBinding")}
-    kfp = bindings["airflow-kfp-bridge-kubeflow-edit"]
-    assert kfp["metadata"]["namespace"] == PLACEHOLDERS["PROFILE_NAMESPACE"]
-    assert kfp["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubeflow-edit"}
-    assert kfp["subjects"] == [{"kind": "ServiceAccount", "name": SA_NAME, "namespace": PLACEHOLDERS["AIRFLOW_NAMESPACE"]}]
-    # The annotations the Kubeflow dashboard uses to list contributors.
-    user = f"system:serviceaccount:{PLACEHOLDERS['AIRFLOW_NAMESPACE']}:{SA_NAME}"
-    assert kfp["metadata"]["annotations"] == {"role": "edit", "user": user}
+    for name, account in (("airflow-kfp-bridge-kubeflow-pipelines-edit", SA_NAME),
+                          ("airflow-kfp-bridge-oncall-kubeflow-pipelines-edit", ONCALL_SA_NAME)):
+        kfp = bindings[name]
+        assert kfp["metadata"]["namespace"] == PLACEHOLDERS["PROFILE_NAMESPACE"]
+        assert kfp["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "kubeflow-pipelines-edit"}
+        assert kfp["subjects"] == [{"kind": "ServiceAccount", "name": account,
+                                    "namespace": PLACEHOLDERS["AIRFLOW_NAMESPACE"]}]
+    assert not [b for b in bindings.values() if b["roleRef"]["name"] == "kubeflow-edit"]
 
 
 def test_helm_values_mount_the_token_into_workers_triggerer_and_api_server():

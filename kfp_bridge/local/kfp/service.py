@@ -752,6 +752,8 @@ class KfpService:
         with self.store.transaction():
             self.store.delete("runs", run_id)
             self.store.delete("specs", run_id)
+        # Its executor pods go with it (the kube stand-in must stop listing them at once).
+        self.executor.forget(run_id, doc)
         run_dir = self.executor.run_dir(run_id)
         # Outputs can be large; removing them must not hold up the response.
         threading.Thread(target=shutil.rmtree, args=(run_dir,), kwargs={"ignore_errors": True}, daemon=True).start()

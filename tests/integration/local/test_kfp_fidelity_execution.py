@@ -150,10 +150,7 @@ def test_k3_child_tasks_are_child_node_ids_as_pod_names(client):
     workflow = _workflow(run)
     root = next(t for t in run.run_details.task_details if t.display_name == workflow)
     expected = argo_nodes.node_id(workflow, f"{workflow}.root-driver")
-    children = [c.pod_name or c.task_id for c in root.child_tasks]
-    assert children == [expected]
-    if root.child_tasks[0].pod_name is None:
-        pytest.xfail("wire.render_task still renders child_tasks as task_id (change requested from its owner)")
+    assert [c.pod_name for c in root.child_tasks] == [expected]
     assert all(c.task_id is None for c in root.child_tasks)
 
 
