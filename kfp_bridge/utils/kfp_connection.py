@@ -7,6 +7,7 @@ and so it can be unit-tested without a server.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "label": "CA bundle path",
         "description": "PEM file with the CA that signed the KFP endpoint's certificate.",
         "schema": {"type": ["string", "null"]},
+    },
+    "allow_insecure_token": {
+        "label": "Allow token over plain http",
+        "description": (
+            "Send the bearer token over http:// to a host that is neither loopback nor a cluster-local "
+            "service name (default false: such a connection is refused; use https)."
+        ),
+        "schema": {"type": ["boolean", "null"], "default": False},
     },
 }
 
@@ -165,6 +174,38 @@ def _as_bool(value: Any, default: bool) -> bool:
     return str(value).strip().lower() not in ("false", "0", "no", "off")
 
 
+def is_private_endpoint(hostname: str) -> bool:
+    """Loopback, or a name that resolves only inside the cluster (``svc``, ``svc.cluster.local``, one label).
+
+    Decided from the name alone, before any DNS lookup or connection: the point is that no request
+    carrying the token leaves for a host where it would travel in clear.
+    """
+    name = hostname.strip("[]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        pass
+    return "." not in name or name.endswith(".svc") or name.endswith(".svc.cluster.local")
+
+
+def check_token_transport(conn_id: str, host: str, token: TokenSource, allow_insecure: bool) -> None:
+    """Refuse a bearer token over plain http to a host outside loopback/the cluster (issue 13 item 2)."""
+    if token.kind == "no authentication" or allow_insecure:
+        return
+    parts = urlsplit(host)
+    if parts.scheme != "http" or is_private_endpoint(parts.hostname or ""):
+        return
+    what = "its password (static token)" if token.static_token else f"the token file {token.token_path}"
+    raise KfpConnectionError(
+        f"Connection '{conn_id}' would send the bearer token from {what} over plain http to "
+        f"{parts.hostname}, which is neither loopback nor a cluster-local service name: anyone on the path "
+        "can read it. Use an https:// host, or, if the network is trusted (e.g. a service mesh with mTLS), "
+        "set the extra 'allow_insecure_token': true deliberately."
+    )
+
+
 def default_token_path(environ: dict[str, str] | None = None) -> str | None:
     env = os.environ if environ is None else environ
     if env.get(TOKEN_PATH_ENV):
@@ -192,6 +233,12 @@ def settings_from_connection(conn: Any, environ: dict[str, str] | None = None) -
     token_path = _extra(extras, "token_path") or None
     static = conn.password or None
     token = TokenSource(static_token=static) if static else TokenSource(token_path=token_path or default_token_path(environ))
+    allow_insecure = _extra(extras, "allow_insecure_token")
+    if not isinstance(allow_insecure, bool) and str(allow_insecure or "").lower() not in ("true", "false", ""):
+        raise KfpConnectionError(
+            f"Connection '{conn_id}' extra 'allow_insecure_token' must be true or false, got {allow_insecure!r}."
+        )
+    check_token_transport(conn_id, api_host, token, _as_bool(allow_insecure, False))
     return KfpSettings(
         conn_id=conn_id,
         host=api_host,

@@ -90,3 +90,66 @@ def test_provider_info_mirrors_connection_form():
 def test_multi_user_extra(value, expected):
     extra = {} if value is None else {"multi_user": value}
     assert settings_from_connection(conn(extra=extra), environ={}).multi_user is expected
+
+
+# ----- a bearer token over plain http (issue 13 item 2) ------------------------------------------------
+@pytest.mark.parametrize(
+    "host",
+    ["http://kfp.example.com:8888", "http://203.0.113.7/pipeline", "http://[2001:db8::1]:80", "http://kfp.svc.evil.com"],
+)
+def test_token_over_plain_http_to_public_host_is_refused(host):
+    with pytest.raises(KfpConnectionError) as err:
+        settings_from_connection(conn(host=host, password="s3cret-token"), environ={})
+    message = str(err.value)
+    assert "https" in message and "allow_insecure_token" in message
+    assert "s3cret-token" not in message
+
+
+def test_token_file_over_plain_http_is_refused(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("file-token-xyz")
+    with pytest.raises(KfpConnectionError, match="token file") as err:
+        settings_from_connection(conn(host="http://kfp.example.com", extra={"token_path": str(token)}), environ={})
+    assert "file-token-xyz" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://127.0.0.1:8888",
+        "http://127.9.9.9",
+        "http://[::1]:8888",
+        "http://localhost:8888",
+        "http://ml-pipeline:8888",
+        "http://ml-pipeline.kubeflow.svc:8888",
+        "http://ml-pipeline.kubeflow.svc.cluster.local:8888",
+        "https://kfp.example.com",
+    ],
+)
+def test_token_over_loopback_cluster_local_or_https_is_allowed(host):
+    assert settings_from_connection(conn(host=host, password="t"), environ={}).token.read() == "t"
+
+
+def test_no_token_over_plain_http_is_allowed():
+    assert settings_from_connection(conn(host="http://kfp.example.com"), environ={}).token.kind == "no authentication"
+
+
+@pytest.mark.parametrize("value", [True, "true", "True"])
+def test_allow_insecure_token_is_deliberate(value):
+    settings = settings_from_connection(
+        conn(host="http://kfp.example.com", password="t", extra={"allow_insecure_token": value}), environ={}
+    )
+    assert settings.host == "http://kfp.example.com"
+
+
+@pytest.mark.parametrize("value", ["yes please", 1.5])
+def test_allow_insecure_token_must_be_a_boolean(value):
+    with pytest.raises(KfpConnectionError, match="allow_insecure_token' must be true or false"):
+        settings_from_connection(conn(host="http://kfp.example.com", password="t", extra={"allow_insecure_token": value}))
+
+
+def test_allow_insecure_token_false_still_refuses():
+    with pytest.raises(KfpConnectionError, match="plain http"):
+        settings_from_connection(
+            conn(host="http://kfp.example.com", password="t", extra={"allow_insecure_token": "false"}), environ={}
+        )
