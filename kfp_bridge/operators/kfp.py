@@ -12,6 +12,7 @@ kubernetes are imported only inside ``execute``.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Sequence
 from datetime import timedelta
@@ -33,10 +34,92 @@ RUN_ID_KEY = "kfp_run_id"
 # {"run_id", "reason"} of a run this task terminated (kill, timeout): KFP 2.17 stores it FAILED (K2).
 TERMINATED_KEY = "kfp_terminated_by_airflow"
 ON_RERUN_CHOICES = ("retry", "new_run")
+# KFP 2.17 column sizes (backend/src/apiserver/model/experiment.go: Name varchar(128); run.go:
+# DisplayName is a plain string, VARCHAR(255) through GORM's DefaultStringSize in
+# client_manager/client_manager.go; Namespace varchar(63)). Longer names fail on the server after
+# the pipeline was already uploaded.
+EXPERIMENT_NAME_MAX = 128
+RUN_NAME_MAX = 255
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class KfpRunError(RuntimeError):
     """The KFP run did not succeed; the message names the failed steps and their errors."""
+
+
+class KfpArgumentError(ValueError):
+    """An operator or sensor argument is malformed; the message names the argument, the form and the value."""
+
+
+def _bad(owner: str, name: str, expected: str, value: Any, fix: str = "") -> KfpArgumentError:
+    shown = repr(value) if len(repr(value)) <= 120 else repr(value)[:117] + "..."
+    kind = f" (a {type(value).__name__})" if not isinstance(value, (str, type(None))) else ""
+    return KfpArgumentError(f"{owner} argument '{name}' must be {expected}; got {shown}{kind}.{' ' + fix if fix else ''}")
+
+
+def check_positive_seconds(owner: str, name: str, value: Any, *, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        raise _bad(owner, name, "a number of seconds or a timedelta, greater than 0", value)
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        fix = "Omit it to wait without a limit." if optional else ""
+        raise _bad(owner, name, "greater than 0 seconds (and finite)", value, fix)
+
+
+def check_boolean(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
+    if isinstance(value, bool) or (value is None and optional):
+        return
+    allowed = "True, False or None" if optional else "True or False"
+    raise _bad(owner, name, f"a boolean ({allowed})", value, "Pass the Python boolean, not a string or number: 'false' would be read as true.")
+
+
+def check_conn_id(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
+        raise _bad(owner, name, "the id of an Airflow connection (a non-empty string)", value)
+
+
+def check_name(owner: str, name: str, value: Any, *, limit: int, optional: bool) -> None:
+    if value is None and optional:
+        return
+    if not isinstance(value, str) or not value.strip():
+        fix = "Check the template: it rendered to nothing." if isinstance(value, str) else ""
+        raise _bad(owner, name, "a non-empty string", value, fix)
+    if len(value) > limit:
+        raise _bad(owner, name, f"at most {limit} characters (KFP 2.17's limit), not {len(value)}", value)
+    if _CONTROL.search(value):
+        raise _bad(owner, name, "free of control characters (newline, tab, NUL, ...)", value)
+
+
+def check_namespace(owner: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value:
+        raise _bad(
+            owner, "namespace", "a Kubeflow profile namespace (non-empty)", value,
+            "It rendered to nothing; KFP would silently use another namespace. Fix the template, or drop "
+            "namespace= to use the connection's.",
+        )
+    if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+        raise _bad(owner, "namespace", "a Kubernetes namespace name (DNS-1123 label: a-z, 0-9, '-', at most 63)", value)
+
+
+def check_service_account(owner: str, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+        raise _bad(
+            owner, "service_account",
+            "a Kubernetes service account name (DNS-1123 subdomain: a-z, 0-9, '-', '.', at most 253)", value,
+        )
 
 
 class KfpRunOperator(BaseOperator):
@@ -229,10 +312,7 @@ class KfpRunOperator(BaseOperator):
     def _prepare(self, context: Context) -> dict[str, Any]:
         from kfp_bridge.utils import pipelines
 
-        if self.on_rerun not in ON_RERUN_CHOICES:
-            raise ValueError(f"on_rerun={self.on_rerun!r} is not one of {ON_RERUN_CHOICES}.")
-        if self.poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive, got {self.poll_interval!r}.")
+        self._check_arguments()
         dag_folder = os.path.dirname(context["dag"].fileloc) if getattr(context["dag"], "fileloc", None) else None
         spec = pipelines.load_pipeline(self.pipeline, dag_folder=dag_folder)
         if self.enable_caching is not None:
@@ -252,6 +332,26 @@ class KfpRunOperator(BaseOperator):
             "pipeline_name": name,
             "version_name": pipelines.version_name(spec),
         }
+
+    def _check_arguments(self) -> None:
+        """Every argument, after rendering: a bad one fails here, before anything reaches KFP."""
+        owner = "KfpRunOperator"
+        if not isinstance(self.pipeline, str) or not self.pipeline.strip():
+            raise _bad(owner, "pipeline", "a compiled YAML path or 'module:function'", self.pipeline)
+        if self.on_rerun not in ON_RERUN_CHOICES:
+            raise _bad(owner, "on_rerun", f"one of {', '.join(map(repr, ON_RERUN_CHOICES))}", self.on_rerun)
+        check_positive_seconds(owner, "poll_interval", self.poll_interval, optional=False)
+        check_positive_seconds(owner, "timeout", self.timeout, optional=True)
+        check_boolean(owner, "enable_caching", self.enable_caching, optional=True)
+        check_boolean(owner, "deferrable", self.deferrable)
+        check_name(owner, "experiment", self.experiment, limit=EXPERIMENT_NAME_MAX, optional=False)
+        check_name(owner, "run_name", self.run_name, limit=RUN_NAME_MAX, optional=True)
+        check_namespace(owner, self.namespace)
+        check_service_account(owner, self.service_account)
+        check_conn_id(owner, "kfp_conn_id", self.kfp_conn_id)
+        check_conn_id(owner, "kubernetes_conn_id", self.kubernetes_conn_id, optional=True)
+        if not isinstance(self.pipeline_params, dict):
+            raise _bad(owner, "params", "a dict of pipeline parameter values", self.pipeline_params)
 
     def _identity(self, context: Context) -> TaskIdentity:
         return task_identity(context["dag"].dag_id, self.task_id, context["run_id"], _map_index(context))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ from kfp_bridge.utils.states import RunStatus
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 
 
 class KfpRunSensor(BaseSensorOperator):
@@ -48,8 +51,27 @@ class KfpRunSensor(BaseSensorOperator):
         return self.__dict__["_kfp_hook"]
 
     def _check_run_id(self) -> None:
+        """Every argument, after rendering, before the first request."""
+        from kfp_bridge.operators.kfp import (
+            KfpArgumentError,
+            check_boolean,
+            check_conn_id,
+            check_positive_seconds,
+        )
+
+        owner = "KfpRunSensor"
         if not isinstance(self.run_id, str) or not self.run_id.strip():
-            raise ValueError(f"KfpRunSensor needs a KFP run id; got {self.run_id!r} after templating.")
+            raise KfpArgumentError(f"KfpRunSensor needs a KFP run id; got {self.run_id!r} after templating.")
+        # KFP run ids are UUIDs; anything with a path separator or a query would change the request's URL.
+        if len(self.run_id) > 64 or not _RUN_ID.fullmatch(self.run_id):
+            raise KfpArgumentError(
+                f"KfpRunSensor argument 'run_id' must be a KFP run id (letters, digits, '-', '_', at most 64), "
+                f"got {self.run_id[:80]!r}."
+            )
+        check_conn_id(owner, "kfp_conn_id", self.kfp_conn_id)
+        check_boolean(owner, "deferrable", self.deferrable)
+        check_positive_seconds(owner, "poke_interval", self.poke_interval, optional=False)
+        check_positive_seconds(owner, "timeout", self.timeout, optional=True)
 
     def execute(self, context: Context) -> Any:
         self._check_run_id()
