@@ -314,6 +314,7 @@ class KfpRunOperator(BaseOperator):
 
         self._check_arguments()
         dag_folder = os.path.dirname(context["dag"].fileloc) if getattr(context["dag"], "fileloc", None) else None
+        _refuse_yaml_aliases(self.pipeline, dag_folder)
         spec = pipelines.load_pipeline(self.pipeline, dag_folder=dag_folder)
         if self.enable_caching is not None:
             spec = pipelines.with_caching(spec, self.enable_caching)
@@ -498,6 +499,35 @@ class KfpRunOperator(BaseOperator):
     def _stored_run_id(self, context: Context) -> str | None:
         store = context.get("task_state_store")
         return store.get(RUN_ID_KEY) if store is not None else None
+
+
+def _refuse_yaml_aliases(pipeline: str, dag_folder: str | None) -> None:
+    """Refuse a compiled-pipeline YAML that uses aliases, before it is parsed into objects.
+
+    The KFP compiler never writes anchors or aliases, and aliases expand exponentially when the spec
+    is checked, hashed and uploaded (a 20-line "billion laughs" file takes minutes and gigabytes).
+    The event stream is read without building anything, so this costs one pass over the file.
+    """
+    from kfp_bridge.utils.pipeline_sources import resolve_pipeline_source
+
+    source = resolve_pipeline_source(pipeline, dag_folder)
+    if source.kind != "yaml" or source.path is None:
+        return
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        with open(source.path, "rb") as stream:
+            for event in yaml.parse(stream, Loader=loader):
+                if isinstance(event, yaml.AliasEvent):
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise KfpArgumentError(
+                        f"KfpRunOperator argument 'pipeline' must be a compiled KFP pipeline; {source.path} uses a "
+                        f"YAML alias (*{event.anchor} at line {line}), which the KFP compiler never writes and which "
+                        "can expand without bound. Recompile it with `kfp-bridge compile <pipeline source>.py`."
+                    )
+    except yaml.YAMLError:
+        return  # the loader reports malformed YAML with its own message
 
 
 def _why_it_failed(status: RunStatus) -> str:

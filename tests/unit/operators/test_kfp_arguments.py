@@ -97,3 +97,22 @@ def test_sensor_bad_arguments(kwargs, argument):
 
 def test_sensor_good_arguments():
     KfpRunSensor(task_id="s", run_id="5f0c1d2e-0000-4000-8000-000000000001", poke_interval=1, timeout=60)._check_run_id()
+
+
+def test_yaml_alias_bomb_is_refused_before_parsing(tmp_path):
+    from kfp_bridge.operators.kfp import _refuse_yaml_aliases
+
+    lines = ['    a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"    a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "laughs.yaml"
+    bomb.write_text("pipelineInfo:\n  name: x\nroot: {}\ndeploymentSpec:\n  bomb:\n" + "\n".join(lines) + "\n")
+    with pytest.raises(KfpArgumentError, match=r"'pipeline'.*YAML alias \(\*a0 at line 7\)"):
+        _refuse_yaml_aliases(str(bomb), None)
+
+
+def test_compiled_pipeline_without_aliases_passes(tmp_path):
+    from kfp_bridge.operators.kfp import _refuse_yaml_aliases
+
+    plain = tmp_path / "p.yaml"
+    plain.write_text("pipelineInfo:\n  name: x\nroot:\n  dag: {tasks: {}}\n")
+    _refuse_yaml_aliases("p.yaml", str(tmp_path))
