@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from kfp_bridge.utils.pipelines import PipelineSourceError, compile_in_process, resolve_pipeline_source
+from kfp_bridge.utils.pipeline_sources import PipelineSourceError, compile_in_process, resolve_pipeline_source
 from kfp_bridge.utils.sdk import EXIT_BAD_SOURCE
 
 

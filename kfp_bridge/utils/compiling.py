@@ -1,7 +1,7 @@
 """``kfp-bridge compile SRC... [--check]``: keep compiled pipeline YAML in git in step with its source.
 
 Each source (``file.py``, ``file.py:function`` or ``package.module:function``; see
-:mod:`kfp_bridge.utils.pipelines`) compiles to ``<source folder>/<source stem>.yaml``.
+:mod:`kfp_bridge.utils.pipeline_sources`) compiles to ``<source folder>/<source stem>.yaml``.
 ``--check`` writes nothing in the tree: it compiles to a temporary file and compares it with the
 committed one, so CI fails when someone edits a pipeline and forgets to recompile.
 
@@ -18,7 +18,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
-from kfp_bridge.utils.pipelines import (
+from kfp_bridge.utils.pipeline_sources import (
     PipelineSource,
     PipelineSourceError,
     compile_pipeline_to_file,

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from kfp_bridge.utils.pipelines import declared_inputs, load_pipeline_spec, validate_params
+from kfp_bridge.utils.pipeline_inputs import declared_inputs, validate_params
+from kfp_bridge.utils.pipeline_specs import load_pipeline_spec
 
 pytestmark = pytest.mark.integration
 

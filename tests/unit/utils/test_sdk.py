@@ -11,7 +11,11 @@ import pytest
 import yaml
 
 from kfp_bridge.utils import sdk
-from kfp_bridge.utils.pipelines import PipelineSourceError, compile_pipeline_to_file, resolve_pipeline_source
+from kfp_bridge.utils.pipeline_sources import (
+    PipelineSourceError,
+    compile_pipeline_to_file,
+    resolve_pipeline_source,
+)
 
 PIPELINE = textwrap.dedent(
     """
