@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperatorLink, BaseXCom
+from airflow.sdk import BaseOperatorLink
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator, Context
@@ -25,6 +25,9 @@ class XComUrlLink(BaseOperatorLink):
         return self.key
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        # Imported here: DAG files import this module at parse time, and only the UI reads links.
+        from airflow.sdk import BaseXCom
+
         return BaseXCom.get_value(ti_key=ti_key, key=self.key) or ""
 
     @classmethod
