@@ -435,8 +435,10 @@ def docs_section(results: list[dict[str, Any]], command: str) -> str:
         f"Poll interval S = {s:g} s unless the S column says otherwise. N deferred `KfpRunOperator` tasks (one mapped task) on the KFP stand-in's "
         "synthetic runs. **provider**: `KfpRunTrigger` (shared poller: ListRuns, IN on run_id, 200 per page). "
         "**baseline**: the same operator deferring to a plain trigger that calls `get_run` per run every S s.",
-        f"Targets at N=1000: detect p99 ≤ S + 2 = {s + 2:g} s, ≤ 0.1 requests/run/poll, triggerer CPU ≤ 10 % of "
-        "one core.",
+        "Targets at N=1000: detect p99 ≤ S + 2 s, ≤ 0.1 requests/run/poll, triggerer CPU ≤ 10 % of one core. "
+        "retried = tasks with more than one try (a task process that lost the api-server on the loaded machine; "
+        "a retried wait reattaches to its run): "
+        + ", ".join(f"N={r['runs']} {r['kind']} {r.get('retried', 0)}" for r in results) + ".",
         "",
         "| N | follower | S s | detect p50 s | detect p99 s | handback p99 s | req/run/poll | triggerer CPU % | RSS MiB "
         "| all deferred after s | window s | runs measured / ended early | load1 before → after |",
