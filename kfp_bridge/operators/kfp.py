@@ -42,7 +42,9 @@ EXPERIMENT_NAME_MAX = 128
 RUN_NAME_MAX = 255
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0/C1 controls, bidi overrides/isolates and marks (a "Trojan source" name reads differently from
+# what it is), line and paragraph separators, zero-width characters and the BOM.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 class KfpRunError(RuntimeError):
@@ -96,7 +98,7 @@ def check_name(owner: str, name: str, value: Any, *, limit: int, optional: bool)
     if len(value) > limit:
         raise _bad(owner, name, f"at most {limit} characters (KFP 2.17's limit), not {len(value)}", value)
     if _CONTROL.search(value):
-        raise _bad(owner, name, "free of control characters (newline, tab, NUL, ...)", value)
+        raise _bad(owner, name, "free of control characters (newline, tab, NUL, bidi overrides, zero-width, ...)", value)
 
 
 def check_namespace(owner: str, value: Any) -> None:

@@ -216,7 +216,10 @@ def default_token_path(environ: dict[str, str] | None = None) -> str | None:
 def settings_from_connection(conn: Any, environ: dict[str, str] | None = None) -> KfpSettings:
     """Validate a ``kfp`` connection and turn it into settings; raises KfpConnectionError."""
     conn_id = conn.conn_id
-    extras = _extras(conn.extra_dejson if hasattr(conn, "extra_dejson") else conn.extra)
+    # The raw text first: Airflow's extra_dejson logs a JSON error and returns {}, which would drop
+    # token_path/namespace silently and send requests without them.
+    raw = getattr(conn, "extra", None)
+    extras = _extras(raw if isinstance(raw, str) or not hasattr(conn, "extra_dejson") else conn.extra_dejson)
     host = conn.host or ""
     # Airflow splits "http://h:p/path" URIs into schema/host/port; put them back together.
     if host and "://" not in host and conn.schema in ("http", "https"):

@@ -116,3 +116,9 @@ def test_compiled_pipeline_without_aliases_passes(tmp_path):
     plain = tmp_path / "p.yaml"
     plain.write_text("pipelineInfo:\n  name: x\nroot:\n  dag: {tasks: {}}\n")
     _refuse_yaml_aliases("p.yaml", str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["run\u202egpj.exe", "zero\u200bwidth", "line\u2028sep", "c1\x85control", "\ufeffbom"])
+def test_invisible_and_bidi_characters_in_names_are_refused(name):
+    with pytest.raises(KfpArgumentError, match="'run_name'.*control characters"):
+        operator(run_name=name)._check_arguments()

@@ -153,3 +153,18 @@ def test_allow_insecure_token_false_still_refuses():
         settings_from_connection(
             conn(host="http://kfp.example.com", password="t", extra={"allow_insecure_token": "false"}), environ={}
         )
+
+
+def test_broken_extra_json_of_a_real_connection_is_an_error_not_an_empty_dict():
+    from airflow.sdk import Connection
+
+    broken = Connection(conn_id="kfp_broken", conn_type="kfp", host="http://127.0.0.1:8888", extra='{"namespace": ')
+    with pytest.raises(KfpConnectionError, match="extra field is not valid JSON"):
+        settings_from_connection(broken, environ={})
+
+
+def test_extra_of_a_real_connection_is_read():
+    from airflow.sdk import Connection
+
+    good = Connection(conn_id="kfp_ok", conn_type="kfp", host="http://127.0.0.1:8888", extra='{"namespace": "team-a"}')
+    assert settings_from_connection(good, environ={}).namespace == "team-a"
