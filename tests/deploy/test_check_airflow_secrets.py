@@ -106,7 +106,8 @@ GOOD = {name: os.urandom(32).hex() for name in SECRETS} | {
         ("AIRFLOW__API_AUTH__JWT_SECRET", "ab" * 32, "looks patterned"),
         ("AIRFLOW__API__SECRET_KEY", "my-super-secret-key-for-airflow-123456", "contains 'secret'"),
         ("POSTGRES_PASSWORD", "airflow", "contains 'airflow'"),  # the official compose file's default
-        (FERNET, base64.urlsafe_b64encode(os.urandom(16)).decode(), "decodes to 16 bytes"),
+        # Fixed bytes, not os.urandom: parameter ids must be equal on every pytest-xdist worker.
+        (FERNET, base64.urlsafe_b64encode(bytes.fromhex("9b1e8f3a6c2d4e5f7a8b9c0d1e2f3a4b")).decode(), "decodes to 16 bytes"),
         (FERNET, base64.urlsafe_b64encode(bytes(32)).decode(), "is not random"),
         (FERNET, "not base64 at all, has spaces and !!", "is not url-safe base64"),
         (FERNET, None, f"{FERNET} is not set"),
