@@ -184,9 +184,13 @@ def is_private_endpoint(hostname: str) -> bool:
     if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(name).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
         pass
+    else:
+        mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+        # 0.0.0.0 / :: connect to this host (what `kfp-bridge local up --host 0.0.0.0` prints)
+        return address.is_loopback or address.is_unspecified or bool(mapped and mapped.is_loopback)
     return "." not in name or name.endswith(".svc") or name.endswith(".svc.cluster.local")
 
 

@@ -95,7 +95,14 @@ def test_multi_user_extra(value, expected):
 # ----- a bearer token over plain http (issue 13 item 2) ------------------------------------------------
 @pytest.mark.parametrize(
     "host",
-    ["http://kfp.example.com:8888", "http://203.0.113.7/pipeline", "http://[2001:db8::1]:80", "http://kfp.svc.evil.com"],
+    [
+        "http://kfp.example.com:8888",
+        "http://203.0.113.7/pipeline",
+        "http://[2001:db8::1]:80",
+        "http://kfp.svc.evil.com",
+        "http://10.0.0.5:8888",
+        "http://[::ffff:203.0.113.7]:80",
+    ],
 )
 def test_token_over_plain_http_to_public_host_is_refused(host):
     with pytest.raises(KfpConnectionError) as err:
@@ -119,6 +126,8 @@ def test_token_file_over_plain_http_is_refused(tmp_path):
         "http://127.0.0.1:8888",
         "http://127.9.9.9",
         "http://[::1]:8888",
+        "http://[::ffff:127.0.0.1]:8888",
+        "http://0.0.0.0:8888",
         "http://localhost:8888",
         "http://ml-pipeline:8888",
         "http://ml-pipeline.kubeflow.svc:8888",
