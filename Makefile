@@ -70,9 +70,9 @@ down:
 demo: venv venv-kserve
 	$(PY) -m kfp_bridge.demo
 
-bench: venv venv-kserve
+bench: venv venv-kserve postgres
 	$(PY) benchmarks/parse_time.py
-	@for script in benchmarks/submit_overhead.py benchmarks/triggerer_scale.py; do \
+	@for script in benchmarks/submit_overhead.py benchmarks/triggerer_scale.py benchmarks/triggerer_airflow.py; do \
 		if [ -f $$script ]; then $(PY) $$script || exit 1; fi; done
 
 compile-check: venv
