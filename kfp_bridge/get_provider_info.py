@@ -82,6 +82,19 @@ def get_provider_info() -> dict:
                         "description": "PEM file with the CA that signed the KFP endpoint's certificate.",
                         "schema": {"type": ["string", "null"]},
                     },
+                    "allow_insecure_token": {
+                        "label": "Allow token over plain http",
+                        "description": (
+                            "Send the bearer token over http:// to a host that is neither loopback nor a cluster-local "
+                            "service name (default false: such a connection is refused; use https)."
+                        ),
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                    "multi_user": {
+                        "label": "Multi-user KFP",
+                        "description": "The server needs a namespace (fail before any side effect when none is set).",
+                        "schema": {"type": ["boolean", "null"], "default": False},
+                    },
                 },
             },
         ],

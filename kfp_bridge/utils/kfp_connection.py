@@ -56,6 +56,11 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         ),
         "schema": {"type": ["boolean", "null"], "default": False},
     },
+    "multi_user": {
+        "label": "Multi-user KFP",
+        "description": "The server needs a namespace (fail before any side effect when none is set).",
+        "schema": {"type": ["boolean", "null"], "default": False},
+    },
 }
 
 UI_FIELD_BEHAVIOUR: dict[str, Any] = {
