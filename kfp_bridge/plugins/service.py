@@ -476,21 +476,7 @@ def retry_failed_steps(
 def _retry_failed_steps(ref: TaskRef, hook_factory: Callable[[TaskInfo], Any], confirm_seconds: float) -> RetryResult:
     from kfp_bridge.hooks.kfp import KfpRetryError
 
-    info = load_task(ref)
-    if not info.is_kfp_task:
-        raise OnCallError(
-            409, f"Task {ref.task_id} is a {info.operator or 'non-KFP'} task, not a KfpRunOperator task."
-        )
-    hook = hook_factory(info)
-    try:
-        run, _ = find_run(hook, info)
-        if run is None:
-            raise OnCallError(409, "No KFP run was found for this task instance: there is nothing to retry.")
-        status = run_status(hook, info, run)
-    except OnCallError:
-        raise
-    except Exception as err:
-        raise OnCallError(502, f"Could not read the KFP run through connection '{info.conn_id}': {err}") from None
+    info, hook, status = _task_run_status(ref, hook_factory, "retry")
     reason = refusal_reason(status, info.state)
     if reason:
         raise OnCallError(409, reason)
@@ -541,7 +527,9 @@ def terminate_kfp_run(
     return result
 
 
-def _terminate_kfp_run(ref: TaskRef, hook_factory: Callable[[TaskInfo], Any], wait_seconds: float) -> TerminateResult:
+def _task_run_status(ref: TaskRef, hook_factory: Callable[[TaskInfo], Any], action: str) -> tuple[TaskInfo, Any, Any]:
+    """The task, its hook and its KFP run's status, for an action (retry, terminate) on that run;
+    OnCallError 409 when the task is not a KFP task or has no run, 502 when KFP cannot be read."""
     info = load_task(ref)
     if not info.is_kfp_task:
         raise OnCallError(409, f"Task {ref.task_id} is a {info.operator or 'non-KFP'} task, not a KfpRunOperator task.")
@@ -549,12 +537,17 @@ def _terminate_kfp_run(ref: TaskRef, hook_factory: Callable[[TaskInfo], Any], wa
     try:
         run, _ = find_run(hook, info)
         if run is None:
-            raise OnCallError(409, "No KFP run was found for this task instance: there is nothing to terminate.")
+            raise OnCallError(409, f"No KFP run was found for this task instance: there is nothing to {action}.")
         status = run_status(hook, info, run)
     except OnCallError:
         raise
     except Exception as err:
         raise OnCallError(502, f"Could not read the KFP run through connection '{info.conn_id}': {err}") from None
+    return info, hook, status
+
+
+def _terminate_kfp_run(ref: TaskRef, hook_factory: Callable[[TaskInfo], Any], wait_seconds: float) -> TerminateResult:
+    info, hook, status = _task_run_status(ref, hook_factory, "terminate")
     reason = terminate_refusal(status, info.state)
     if reason:
         raise OnCallError(409, reason)
