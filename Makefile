@@ -54,7 +54,7 @@ kubectl:
 
 test: venv venv-kserve browser postgres kubectl
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos --reruns 1 --reruns-delay 5 $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos --reruns 1 --reruns-delay 5 --rerun-show-tracebacks $(PYTEST_ARGS)
 
 # Scripted faults against a real scheduler, triggerer and the stand-ins (slow; not part of make test).
 chaos: venv venv-kserve postgres

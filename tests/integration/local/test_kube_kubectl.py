@@ -65,6 +65,8 @@ def test_kubectl_round_trip(kubectl, kube_stand_in, iris_models, tmp_path):
     for line in ("inferenceservices", "isvc", "deployments", "pods"):
         assert line in resources, resources
 
+    # A rerun after a failed attempt finds that attempt's object: start from none.
+    kubectl("delete", "isvc", NAME, "--ignore-not-found", timeout=120)
     manifest = _manifest(tmp_path, iris_models.v1, {"team": "ml"})
     assert "created" in kubectl("apply", "-f", str(manifest)).stdout
     assert "unchanged" in kubectl("apply", "-f", str(manifest)).stdout
