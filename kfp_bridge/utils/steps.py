@@ -24,7 +24,7 @@ When the tree cannot be rebuilt (an older or simpler server), steps fall back to
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,25 +215,34 @@ def _resolve_names(nodes: list[_Node]) -> bool:
         if node is not workflow_node:
             by_display.setdefault(node.display, []).append(node)
     displays = list(by_display)
+    listed = set(workflow_node.children)  # child ids some named node already leads to
     queue = [workflow_node]
     resolved = 1
     while queue:
         parent = queue.pop(0)
         assert parent.full_name is not None
         for child_id in parent.children:
-            match = _match_child(wf, parent, child_id, by_display, displays)
+            match = _match_child(wf, parent, child_id, by_display, displays, listed)
             if match is None:
                 continue  # already named through another parent (a task with two dependencies)
             node, name = match
             node.full_name = name
+            listed.update(node.children)
             resolved += 1
             queue.append(node)
     return resolved > 1
 
 
 def _match_child(
-    wf: str, parent: _Node, child_id: str, by_display: dict[str, list[_Node]], displays: list[str]
+    wf: str, parent: _Node, child_id: str, by_display: dict[str, list[_Node]], displays: list[str], listed: set[str]
 ) -> tuple[_Node, str] | None:
+    """The unnamed detail that is node ``child_id`` of ``parent``, with its full name.
+
+    Same-display candidates (every pod is ``executor``) are ranked: children that can be its own
+    (named from its name's prefixes, never its own ancestors' nodes), then one that is the only way
+    to nodes nothing named leads to yet (picking a leaf there would leave them unreachable), then a
+    state that fits the parent, then times (KFP reports whole seconds: fast steps tie).
+    """
     assert parent.full_name is not None
     for prefix in _prefixes(parent.full_name):
         for display in displays:
@@ -243,17 +252,29 @@ def _match_child(
             free = [n for n in by_display[display] if n.full_name is None]
             if not free:
                 return None
-            fitting = [n for n in free if _children_fit(wf, n, name, displays)]
-            chosen = min(fitting or free, key=lambda n: (not _state_fits(n, parent), _distance(n, parent)))
+            if len(free) == 1:
+                return free[0], name
+            fits = _children_fit(wf, name, displays)
+            chosen = min(
+                free,
+                key=lambda n: (
+                    not fits(n),
+                    not (set(n.children) - listed),
+                    not _state_fits(n, parent),
+                    _distance(n, parent),
+                ),
+            )
             return chosen, name
     return None
 
 
-def _children_fit(wf: str, node: _Node, name: str, displays: list[str]) -> bool:
-    if not node.children:
-        return True
-    wanted = set(node.children)
-    return any(argo_node_id(wf, f"{prefix}.{d}") in wanted for prefix in _prefixes(name) for d in displays)
+def _children_fit(wf: str, name: str, displays: list[str]) -> Callable[[_Node], bool]:
+    """Whether every child id of a node is one Argo could hang under ``name``: some prefix of it plus
+    a display name, and not one of its own ancestors or their drivers (Argo makes no cycles)."""
+    ancestors = _prefixes(name)[1:]
+    forbidden = {argo_node_id(wf, a) for a in ancestors} | {argo_node_id(wf, f"{a}-driver") for a in ancestors}
+    possible = {argo_node_id(wf, f"{prefix}.{d}") for prefix in _prefixes(name) for d in displays} - forbidden
+    return lambda node: all(child in possible for child in node.children)
 
 
 def _state_fits(node: _Node, parent: _Node) -> bool:

@@ -32,12 +32,6 @@ def _task_run(stand_in: KfpStandIn, run_id: str, task_id: str):
     return run
 
 
-@pytest.mark.xfail(
-    reason="open defect (issue 11, stop note): a SUCCEEDED run's steps sometimes miss a step that ran "
-    "(here 'count-2'); same intermittent Argo-node-to-step loss as in test_kfp_run_operator; seen in the "
-    "fresh-clone make test",
-    strict=False,
-)
 def test_failures_are_named_by_pipeline_path_cached_steps_are_cached_and_timeouts_blame_no_step(
     ops_stack: AirflowStack, kfp_stand_in: KfpStandIn, fidelity_dag: str, tmp_path: Path
 ) -> None:

@@ -64,12 +64,6 @@ def _trigger_kwargs(stack: AirflowStack) -> list[str]:
     ]
 
 
-@pytest.mark.xfail(
-    reason="open defect (issue 11, stop note): two concurrent runs of one pipeline with the same inputs "
-    "sometimes end SUCCEEDED with only 'prepare' among their steps; 'check-flag' ran but no step maps to it "
-    "(cross-run cache hit on the faithful stand-in vs utils/steps.py); seen in the fresh-clone make test",
-    strict=False,
-)
 def test_sync_and_deferred_runs_succeed_with_xcom_and_link(
     ops_stack: AirflowStack, kfp_stand_in: KfpStandIn, basic_dag: str, tmp_path: Path
 ) -> None:

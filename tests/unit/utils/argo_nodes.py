@@ -44,10 +44,12 @@ def container(task: str, phase: str = "Succeeded", executor: str | None = None, 
             N(task, phase, [N("executor", executor or phase)], deps=[f"{task}-driver"])]
 
 
-def task_details(workflow: str, root_kids: list[N], run_phase: str = "Succeeded") -> list[dict[str, Any]]:
+def task_details(workflow: str, root_kids: list[N], run_phase: str = "Succeeded", *,
+                 one_second: bool = False) -> list[dict[str, Any]]:
     """Children as Argo's controller/dag.go links them: a DAG node holds its root tasks, a task with
     dependencies hangs under the outbound nodes of what it depends on. Rows come in task-id order
-    (random UUIDs, run_store.go's GROUP_CONCAT), not by node id."""
+    (random UUIDs, run_store.go's GROUP_CONCAT), not by node id. ``one_second``: every time is the
+    same second, as KFP reports a fast run (its times are whole seconds)."""
     nodes: dict[str, dict[str, Any]] = {}
     outbound: dict[str, list[str]] = {}
     clock = iter(range(10_000))
@@ -61,7 +63,7 @@ def task_details(workflow: str, root_kids: list[N], run_phase: str = "Succeeded"
             "task_id": str(uuid.uuid5(uuid.NAMESPACE_URL, ident)),
             "display_name": node.display,
             "create_time": at(0),
-            "start_time": at(next(clock)),
+            "start_time": at(0 if one_second else next(clock)),
             "state": PHASE_TO_V2[node.phase],
             "execution_id": "0",
             "child_tasks": [],
@@ -74,7 +76,7 @@ def task_details(workflow: str, root_kids: list[N], run_phase: str = "Succeeded"
             for dep in kid.deps:
                 for out in outbound[ids[dep]]:
                     nodes[out]["child_tasks"].append({"pod_name": ids[kid.display]})
-        nodes[ident]["end_time"] = at(next(clock))
+        nodes[ident]["end_time"] = at(0 if one_second else next(clock))
         ends = [ids[kid.display] for kid in node.kids if kid.display not in depended]
         outbound[ident] = [o for end in ends for o in outbound[end]] if node.kids else [ident]
         return ident

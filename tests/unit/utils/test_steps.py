@@ -93,6 +93,33 @@ def test_cached_step_is_reported_cached_not_failed(spec):
     assert "work=CACHED" in status.progress_line()
 
 
+@pytest.mark.parametrize("seed", range(40))
+def test_a_chain_of_fast_steps_finds_every_step_whatever_the_row_order(seed):
+    """All times in one second and two ``executor`` rows: the one leading to the next task's driver is
+    the first step's pod; taking the leaf there left ``check-flag`` unreachable (a step lost)."""
+    import random
+
+    for cached in (False, True):
+        pod = "Skipped" if cached else None
+        details = task_details(
+            WF, [*container("prepare", executor=pod), *container("check-flag", executor=pod, deps=["prepare"])],
+            one_second=True,
+        )
+        random.Random(seed).shuffle(details)
+        steps = {s.name: s.label for s in steps_from_task_details(details)}
+        assert steps == dict.fromkeys(("check-flag", "prepare"), "CACHED" if cached else "SUCCEEDED")
+
+
+def test_a_same_second_nested_pipeline_with_a_loop_finds_every_step(spec):
+    import random
+
+    expected = {s.name for s in steps_from_task_details(task_details(WF, _outer_nodes(inner_boom="Succeeded")), spec)}
+    for seed in range(20):
+        details = task_details(WF, _outer_nodes(inner_boom="Succeeded"), one_second=True)
+        random.Random(seed).shuffle(details)
+        assert {s.name for s in steps_from_task_details(details, spec)} == expected
+
+
 def test_terminated_run_blames_no_step():
     # Terminate: the running pod's node is failed/omitted by the deadline, the executor never failed itself.
     nodes = [*container("prepare"), N("train-driver", deps=["prepare"]),
