@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -44,15 +43,23 @@ def _users() -> dict[str, Any]:
 
 
 def _conn(stand_in: KfpStandIn, **extra: Any) -> dict[str, Any]:
-    return {"conn_type": "kfp", "host": stand_in.host, "extra": {"token_path": str(stand_in.token_file), **extra}}
+    return {
+        "conn_type": "kfp",
+        "host": stand_in.host,
+        "extra": {"token_path": str(stand_in.token_file), **extra},
+    }
 
 
 @pytest.fixture(scope="module")
 def multi_user_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, KfpStandIn]]:
     root = tmp_path_factory.mktemp("kfp-multi-user-ops")
     with (
-        start_kfp_stand_in(root / "asked", token=secrets.token_hex(16), multi_user=True, users=_users()) as asked,
-        start_kfp_stand_in(root / "declared", token=secrets.token_hex(16), multi_user=True, users=_users()) as declared,
+        start_kfp_stand_in(
+            root / "asked", token=secrets.token_hex(16), multi_user=True, users=_users()
+        ) as asked,
+        start_kfp_stand_in(
+            root / "declared", token=secrets.token_hex(16), multi_user=True, users=_users()
+        ) as declared,
     ):
         yield {"kfp_mu_asked": asked, "kfp_mu_declared": declared}
 
@@ -65,7 +72,12 @@ def multi_user_dag(ops_stack: AirflowStack, multi_user_servers: dict[str, KfpSta
         body = _conn(stand_in, **extra)
         response = ops_stack.post(
             "/api/v2/connections",
-            {"connection_id": conn_id, "conn_type": "kfp", "host": body["host"], "extra": json.dumps(body["extra"])},
+            {
+                "connection_id": conn_id,
+                "conn_type": "kfp",
+                "host": body["host"],
+                "extra": json.dumps(body["extra"]),
+            },
         )
         assert response.status_code == 201, response.text
         created.append(conn_id)
@@ -105,7 +117,9 @@ def test_connection_without_namespace_fails_test_connection_and_says_to_set_it(
     ok, message = KfpHook(conn_id).test_connection()
 
     assert not ok
-    assert f"KFP behind connection '{conn_id}' is multi-user" in message and SET_THE_NAMESPACE in message, message
+    assert f"KFP behind connection '{conn_id}' is multi-user" in message and SET_THE_NAMESPACE in message, (
+        message
+    )
     requests = stand_in.stats()["requests"]
     assert _written(stand_in) == {}
     if conn_id == "kfp_mu_declared":
@@ -123,7 +137,9 @@ def test_task_without_namespace_fails_before_any_side_effect_and_says_to_set_it(
     for stand_in in multi_user_servers.values():
         stand_in.reset_stats()
     run_id = ops_stack.trigger_dag(multi_user_dag)
-    assert ops_stack.wait_dag_run(multi_user_dag, run_id, RUN_TIMEOUT) == "failed", explain(ops_stack, multi_user_dag, run_id)
+    assert ops_stack.wait_dag_run(multi_user_dag, run_id, RUN_TIMEOUT) == "failed", explain(
+        ops_stack, multi_user_dag, run_id
+    )
     states = {ti["task_id"]: ti["state"] for ti in ops_stack.task_instances(multi_user_dag, run_id)}
     assert states == {"asked": "failed", "declared": "failed"}, explain(ops_stack, multi_user_dag, run_id)
 
