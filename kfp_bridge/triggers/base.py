@@ -33,6 +33,40 @@ async def keep_cancellation(awaitable: Awaitable[T]) -> T:
     return await asyncio.shield(inner)
 
 
+async def outlast_cancel_requests(awaitable: Awaitable[T], budget_s: float) -> T | None:
+    """Finish ``awaitable`` (an ``on_kill``'s work) although the triggerer cancels this task again.
+
+    Airflow 3.3's triggerer keeps a killed task's trigger in ``to_cancel`` and cancels it again on
+    every sync with its runner (about once a second) until the trigger has finished; those
+    cancellations reach the running ``on_kill`` (``TriggerRunner.run_trigger`` swallows them and
+    ends the trigger). A terminate or rollback awaited directly would be cancelled mid-request. The
+    work runs in its own task in the triggerer's loop, so it completes even when ``on_kill`` is
+    ended; repeated cancel requests that reach this coroutine are absorbed. After ``budget_s`` (kept
+    under ``[triggerer] on_kill_timeout``) the work is cancelled and None returned. Lines the work
+    logs after the trigger has ended no longer reach the task log: log what matters early.
+    """
+    loop = asyncio.get_running_loop()
+    work = asyncio.ensure_future(awaitable)
+    work.add_done_callback(_retrieve)
+    deadline = loop.time() + budget_s
+    while True:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            work.cancel()
+            return None
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), remaining)
+        except TimeoutError:
+            work.cancel()
+            return None
+        except asyncio.CancelledError:
+            if work.done():
+                return work.result()
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # absorbed: the kill in progress is what was asked for
+
+
 def _retrieve(task: asyncio.Future[Any]) -> None:
     # A read finished after its caller was cancelled: nobody awaits it, so fetch its exception
     # here rather than have asyncio log "exception was never retrieved".

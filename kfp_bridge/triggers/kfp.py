@@ -6,12 +6,14 @@ import time
 from functools import cached_property
 from typing import Any
 
-from kfp_bridge.triggers.base import PollingTrigger, keep_cancellation
+from kfp_bridge.triggers.base import PollingTrigger, keep_cancellation, outlast_cancel_requests
 from kfp_bridge.utils.retry import TRANSIENT_HTTP_STATUSES
 from kfp_bridge.utils.states import RunStatus
 
-# How long on_kill waits for the run to be final after asking KFP to terminate it.
-CANCEL_WAIT_SECONDS = 30.0
+# How long on_kill waits for the run to be final after asking KFP to terminate it, and its whole
+# budget: both under the triggerer's [triggerer] on_kill_timeout (30 s), which would cut it silently.
+CANCEL_WAIT_SECONDS = 20.0
+ON_KILL_BUDGET_SECONDS = 25.0
 
 
 class KfpRunTrigger(PollingTrigger):
@@ -123,19 +125,35 @@ class KfpRunTrigger(PollingTrigger):
 
     async def on_kill(self) -> None:
         """The task was killed while deferred: the KFP run must not keep running (apache/airflow#36090)."""
-        await self._terminate_and_wait("the task was killed")
+        await outlast_cancel_requests(self._terminate_and_wait("the task was killed"), ON_KILL_BUDGET_SECONDS)
 
     async def _terminate_and_wait(self, reason: str) -> None:
+        """Terminate the run; say so in the task log the moment KFP has accepted it.
+
+        The line comes before the wait for the final state: a killed task's trigger may be ended by
+        the triggerer any moment after (see :func:`outlast_cancel_requests`), and lines logged once it
+        has ended no longer reach the task log.
+        """
+        from kfp_bridge.hooks.kfp import KfpApiError
+
         status = RunStatus.from_api(await self.hook.aget_run(self.run_id))
         if status.is_terminal:
             return
         self.log.info("Terminating KFP run %s: %s (terminated by Airflow)", self.run_id, reason)
+        try:
+            await self.hook.aterminate_run(self.run_id)
+        except KfpApiError as err:
+            if err.status != 400:  # 400: already finished, or already being terminated
+                raise
+        failed = ", ".join(step.name for step in status.failed_steps)
+        blame = f"step(s) {failed} had failed before" if failed else "no step failed"
+        self.log.info("KFP run %s: terminated by Airflow (%s); %s", self.run_id, reason, blame)
         run = await self.hook.aterminate_and_wait(self.run_id, wait_seconds=CANCEL_WAIT_SECONDS)
         state = run.get("state")
         if state in ("FAILED", "CANCELED", "SUCCEEDED", "SKIPPED"):
-            self.log.info("KFP run %s is %s: terminated by Airflow (%s); no step failed", self.run_id, state, reason)
+            self.log.info("KFP run %s is %s after the terminate", self.run_id, state)
         else:
-            self.log.warning("KFP run %s still %s after terminate", self.run_id, state)
+            self.log.warning("KFP run %s still %s %.0f s after the terminate", self.run_id, state, CANCEL_WAIT_SECONDS)
 
     async def close(self) -> None:
         if self._subscription is not None:

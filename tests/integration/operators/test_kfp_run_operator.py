@@ -197,11 +197,6 @@ def test_mapped_task_runs_one_kfp_run_per_index_and_clear_retries_only_its_own(
         assert (tmp_path / f"m{index}.counter").read_text() == f"set-{index}\n"
 
 
-@pytest.mark.xfail(
-    reason="open defect (issue 11, stop note): the run is terminated (FAILED on KFP) but the deferred task's "
-    "log does not always get the trigger on_kill's 'terminated by Airflow' line; seen in the fresh-clone make test",
-    strict=False,
-)
 def test_killing_a_running_sync_task_and_a_deferred_task_terminates_their_runs(
     ops_stack: AirflowStack, kfp_stand_in: KfpStandIn, sleep_dag: str
 ) -> None:
