@@ -7,6 +7,29 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+
+def _port(text: str) -> int:
+    """A TCP port to listen on (argparse type: a bad one is refused before anything starts)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give 1-65535") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: give 1-65535")
+    return port
+
+
+def _port_or_zero(text: str) -> int:
+    return 0 if text.strip() == "0" else _port(text)
+
+
+def _existing_file(text: str) -> str:
+    """A file the stand-in reads at start; a missing one would otherwise surface as a 401 per request."""
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"{text}: no such file (create it first, or leave the option out)")
+    return text
 
 
 def _add_stand_in(
@@ -15,9 +38,9 @@ def _add_stand_in(
     """One stand-in's sub-command; the strings are the help of the command and of its options."""
     stand_in = local_sub.add_parser(name, help=summary)
     stand_in.add_argument("--host", default="127.0.0.1")
-    stand_in.add_argument("--port", type=int, required=True)
+    stand_in.add_argument("--port", type=_port, required=True)
     stand_in.add_argument("--state-dir", required=True, help=state_dir)
-    stand_in.add_argument("--token-file", help=token_file)
+    stand_in.add_argument("--token-file", type=_existing_file, help=token_file)
     stand_in.add_argument("--admin", action="store_true", help=admin)
     return stand_in
 
@@ -43,6 +66,7 @@ def _add_local(sub: argparse._SubParsersAction) -> None:
     kfp.add_argument(
         "--users",
         metavar="FILE",
+        type=_existing_file,
         help="with --multi-user: YAML/JSON mapping tokens to identities and identities to namespaces "
         "(format: kfp_bridge/local/kfp/auth.py)",
     )
@@ -56,9 +80,9 @@ def _add_local(sub: argparse._SubParsersAction) -> None:
     )
     # Each also has an environment variable KFP_BRIDGE_KUBE_<NAME> (kfp_bridge/local/kube/server.py Options).
     kube.add_argument("--domain", help="ingress domain of status.url (default example.com, as KServe)")
-    kube.add_argument("--ingress-port", type=int, help="the ingress listener's port (default: a free one)")
+    kube.add_argument("--ingress-port", type=_port, help="the ingress listener's port (default: a free one)")
     kube.add_argument("--kfp-state-dir", help="serve the KFP stand-in's executor pods and logs from this state dir")
-    kube.add_argument("--rbac-policy", metavar="FILE", help="enforce RBAC from deploy/ manifests (policy file format: "
+    kube.add_argument("--rbac-policy", metavar="FILE", type=_existing_file, help="enforce RBAC from deploy/ manifests (policy file format: "
                       "kfp_bridge/local/kube/rbac.py)")
     kube.add_argument("--bookmark-interval", type=float, help="seconds between watch bookmarks (default 60)")
     kube.add_argument("--watch-window", type=float, help="seconds of watch history before 410 Gone (default 75)")
@@ -66,10 +90,10 @@ def _add_local(sub: argparse._SubParsersAction) -> None:
 
     up = local_sub.add_parser("up", help="start both stand-ins and print the AIRFLOW_CONN_* lines to use")
     up.add_argument("--host", default="127.0.0.1")
-    up.add_argument("--kfp-port", type=int, default=0, help="0 picks a free port")
-    up.add_argument("--kube-port", type=int, default=0, help="0 picks a free port")
+    up.add_argument("--kfp-port", type=_port_or_zero, default=0, help="0 picks a free port")
+    up.add_argument("--kube-port", type=_port_or_zero, default=0, help="0 picks a free port")
     up.add_argument("--state-dir", default=".local-state")
-    up.add_argument("--token-file", help="bearer token both stand-ins require")
+    up.add_argument("--token-file", type=_existing_file, help="bearer token both stand-ins require")
 
 
 def _add_compile(sub: argparse._SubParsersAction) -> None:
