@@ -30,7 +30,10 @@ def get_provider_info() -> dict:
         ],
         "operators": [
             {"integration-name": "Kubeflow Pipelines", "python-modules": ["kfp_bridge.operators.kfp"]},
-            {"integration-name": "KServe", "python-modules": ["kfp_bridge.operators.kserve"]},
+            {
+                "integration-name": "KServe",
+                "python-modules": ["kfp_bridge.operators.kserve", "kfp_bridge.operators.kserve_release"],
+            },
         ],
         "sensors": [
             {"integration-name": "Kubeflow Pipelines", "python-modules": ["kfp_bridge.sensors.kfp"]},

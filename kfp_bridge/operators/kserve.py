@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
@@ -50,56 +50,31 @@ class _Killed(KServeRolloutError):
     """on_kill ran: the interrupted code path stops here."""
 
 
-class KServeRolloutOperator(BaseOperator):
-    """Roll a new model out to a KServe InferenceService, canary first, and roll back on any failure.
+class KServeRolloutMachine(BaseOperator):
+    """The rollout state machine (:mod:`kfp_bridge.utils.rollout`) as operator steps: patch with the
+    state saved first, wait (inline or deferred), smoke test, promote or roll back, kill handling.
 
-    :param inference_service: name of an existing InferenceService.
-    :param namespace: its namespace (default: the connection's namespace, then ``default``).
-    :param storage_uri: the new model (templated): ``file:///abs``, ``/abs``, ``s3://``, ``gs://``,
-        ``pvc://``, ``https://``.
-    :param canary_traffic_percent: share for the new revision while it is tested (0–100); None rolls
-        out directly. Ignored (with a warning, never claimed) in Standard mode, where KServe ignores it.
-    :param smoke_test: dict spec (see :mod:`kfp_bridge.utils.smoke`) or callable ``f(url)``; None skips it.
-    :param promote: give the new revision 100% after a passing smoke test (default True).
-    :param ingress_address: send the smoke test to this ingress address with the service's host name
-        in the ``Host`` header (when KServe's host names do not resolve from the worker); default
-        the connection's extra ``ingress_address``.
-    :param kubernetes_conn_id: cncf.kubernetes connection (default ``kubernetes_default``).
-    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
-    :param timeout: seconds (or timedelta) for the rollout waits; a timeout rolls back.
+    Shared by :class:`KServeRolloutOperator` and the release operators
+    (:mod:`kfp_bridge.operators.kserve_release`), which enter the machine at another phase.
+    Subclasses give ``_result`` and, if they reach one, ``_smoke_then_decide``.
     """
 
-    # smoke_test is not templated: Airflow 3 would call a callable smoke test while rendering.
-    template_fields: Sequence[str] = ("storage_uri", "inference_service", "namespace", "ingress_address")
-    operator_extra_links = (InferenceServiceLink(),)
-    ui_color = "#cfe8fc"
+    state_key: ClassVar[str] = STATE_KEY
 
     def __init__(
         self,
         *,
-        inference_service: str,
-        storage_uri: str,
-        namespace: str | None = None,
-        canary_traffic_percent: int | None = None,
-        smoke_test: dict[str, Any] | Any | None = None,
-        promote: bool = True,
-        ingress_address: str | None = None,
         kubernetes_conn_id: str = "kubernetes_default",
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         timeout: float | timedelta | None = DEFAULT_TIMEOUT_S,
+        ingress_address: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.inference_service = inference_service
-        self.storage_uri = storage_uri
-        self.namespace = namespace
-        self.canary_traffic_percent = canary_traffic_percent
-        self.smoke_test = smoke_test
-        self.promote = promote
-        self.ingress_address = ingress_address
         self.kubernetes_conn_id = kubernetes_conn_id
         self.deferrable = deferrable
         self.timeout = timeout
+        self.ingress_address = ingress_address
         self._rollout: ro.Rollout | None = None
         self._hook: KServeHook | None = None
         self._store: Any = None
@@ -108,78 +83,6 @@ class KServeRolloutOperator(BaseOperator):
         # Set by on_kill: from then on this process makes no further change to the InferenceService.
         self._killed = False
         self._last_seen: ro.Snapshot | None = None
-
-    # ----- entry points -----------------------------------------------------------------------
-    def execute(self, context: Context) -> dict[str, Any]:
-        self._context = context
-        self._store = context.get("task_state_store")
-        self._validate_arguments()  # before any connection or cluster call
-        hook = self._get_hook()
-        self._ingress = self._ingress_address(hook)
-        namespace = self._namespace(hook)
-        obj = hook.get_isvc(self.inference_service, namespace)
-        st = ks.IsvcStatus.from_object(obj)
-        if st.url:
-            InferenceServiceLink.persist(context, st.url)
-
-        saved = self._saved()
-        if saved is not None and not saved.phase.terminal and saved.name == self.inference_service:
-            self.log.warning(
-                "Resuming an unfinished rollout of %s (phase %s) left by an earlier attempt",
-                saved.name,
-                saved.phase.value,
-            )
-            self._rollout = saved
-            if ro.undone_while_away(saved, obj):
-                # The trigger's on_kill (or a person) restored the spec while no task ran: finish
-                # that rollback (release the pin) instead of waiting for a canary that is gone.
-                current = ks.storage_uri((obj.get("spec") or {}).get("predictor") or {})
-                self._rollout, step = ro.start_rollback(
-                    saved,
-                    f"the rollout was undone while no attempt was running (the spec serves {current} "
-                    "again, e.g. after a kill)",
-                )
-                return self._run(hook, self._begin(hook, step))
-            return self._run(hook, None)
-
-        try:
-            planned = ro.plan(
-                obj, namespace, self.storage_uri, self.canary_traffic_percent, time.time() + self._timeout_seconds()
-            )
-        except ro.RolloutRefused as exc:
-            raise KServeRolloutError(str(exc)) from None
-        if planned is None:
-            self.log.info("%s already serves %s; nothing to roll out", st.name, self.storage_uri)
-            return self._result(st, "unchanged")
-        rollout, patch = planned
-        if not rollout.knative:
-            if self.canary_traffic_percent is not None:
-                self.log.warning(
-                    "InferenceService %s runs in Standard mode, where KServe ignores canaryTrafficPercent: "
-                    "doing a direct rollout (no canary)",
-                    st.name,
-                )
-            self._require_deployment(hook, rollout)
-        self._rollout = rollout
-        try:
-            self._apply(hook, ro.PatchStep(ro.Phase.ROLLOUT, patch))
-        except _Killed:
-            raise
-        except Exception as exc:
-            status = getattr(exc, "status", None)
-            if self._rollout.patch is None or (
-                isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
-            ):
-                # Refused (or failed before sending): the spec did not change, nothing to roll back.
-                self._rollout.phase = ro.Phase.ROLLED_BACK
-                self._save()
-                raise KServeRolloutError(
-                    f"The rollout patch of {namespace}/{rollout.name} was not applied ({ro.api_error(exc)}); "
-                    "nothing changed"
-                ) from exc
-            # The patch may have gone through (5xx, broken connection): undo whatever it did.
-            return self._run(hook, (False, f"the rollout patch failed: {ro.api_error(exc)}", None))
-        return self._run(hook, None)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
         self._context = context
@@ -209,7 +112,9 @@ class KServeRolloutOperator(BaseOperator):
         """
         self._killed = True
         r = self._rollout
-        if r is None or not r.phase.unfinished:
+        if r is None or not r.kill_rolls_back():
+            if r is not None and not r.phase.terminal:
+                self.log.warning("Task killed in phase %s of %s: the retry resumes it", r.phase.value, r.name)
             return
         try:
             hook = self._get_hook()
@@ -225,41 +130,11 @@ class KServeRolloutOperator(BaseOperator):
         except Exception:
             self.log.exception("Could not roll back %s after the kill; the next attempt will", r.name)
 
-    def _check_not_killed(self) -> None:
-        if self._killed:
-            raise _Killed("The task was killed; on_kill rolled the rollout back, stopping here.")
-
-    # ----- validation (no side effects) -----------------------------------------------------------
-    def _validate_arguments(self) -> None:
-        """Every input, rendered, before any cluster call: the error names the argument, what it
-        must be and the value."""
-        from kfp_bridge.utils import smoke
+    # ----- validation shared with the release operators (no side effects) -------------------------
+    def _validate_common_arguments(self) -> None:
+        """deferrable, timeout, ingress_address and the connection, rendered, before any cluster call."""
         from kfp_bridge.utils.smoke_client import validate_ingress_address
 
-        name = self.inference_service
-        if not isinstance(name, str) or not _ISVC_NAME.match(name) or len(name) > _MAX_NAME:
-            raise ValueError(
-                f"inference_service must be an InferenceService name (lowercase letters, digits and '-', "
-                f"starting with a letter, at most {_MAX_NAME} characters; a DNS-1035 label), got {name!r}"
-            )
-        ns = self.namespace
-        if ns is not None and (not isinstance(ns, str) or not _DNS1123.match(ns) or len(ns) > _MAX_NAME):
-            raise ValueError(
-                f"namespace must be a Kubernetes namespace (a DNS-1123 label) or None for the connection's, "
-                f"got {ns!r} (did the template render empty?)"
-            )
-        percent = self.canary_traffic_percent
-        if percent is not None and (
-            isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100
-        ):
-            raise ValueError(
-                f"canary_traffic_percent must be an int from 0 to 100 (or None for a direct rollout), "
-                f"got {percent!r} ({type(percent).__name__})"
-            )
-        ks.validate_storage_uri(self.storage_uri)
-        smoke.validate_spec(self.smoke_test)
-        if not isinstance(self.promote, bool):
-            raise ValueError(f"promote must be True or False, got {self.promote!r} ({type(self.promote).__name__})")
         if not isinstance(self.deferrable, bool):
             raise ValueError(
                 f"deferrable must be True or False, got {self.deferrable!r} ({type(self.deferrable).__name__})"
@@ -289,6 +164,10 @@ class KServeRolloutOperator(BaseOperator):
                 "'kubernetes', extra kube_config_path or in_cluster) or set kubernetes_conn_id"
             ) from exc
 
+    def _check_not_killed(self) -> None:
+        if self._killed:
+            raise _Killed("The task was killed; on_kill rolled the rollout back, stopping here.")
+
     def _ingress_address(self, hook: KServeHook) -> str | None:
         from kfp_bridge.utils.smoke_client import validate_ingress_address
 
@@ -298,16 +177,6 @@ class KServeRolloutOperator(BaseOperator):
             return validate_ingress_address(hook.ingress_address())
         except ValueError as exc:
             raise ValueError(f"connection {self.kubernetes_conn_id!r} extra: {exc}") from None
-
-    def _require_deployment(self, hook: KServeHook, rollout: ro.Rollout) -> None:
-        """Standard mode is judged from the predictor Deployment: it must be readable before any patch."""
-        name = ks.predictor_deployment(rollout.name)
-        deployment, _ = hook.list_deployment(name, rollout.namespace)
-        if deployment is None:
-            raise KServeRolloutError(
-                f"InferenceService {rollout.namespace}/{rollout.name} runs in Standard mode but its predictor "
-                f"Deployment {name} does not exist; nothing was changed"
-            )
 
     # ----- the state machine ----------------------------------------------------------------------
     def _apply(self, hook: KServeHook, step: ro.PatchStep, *, killed_ok: bool = False) -> None:
@@ -376,7 +245,7 @@ class KServeRolloutOperator(BaseOperator):
             if isinstance(action, ro.Finish):
                 return self._finish(hook, action.outcome)
             if isinstance(action, ro.RolledBack):
-                raise self._rolled_back(hook, action.note)
+                return self._on_rolled_back(hook, action.note)
             outcome = self._begin(hook, action)
 
     def _resend(self, hook: KServeHook) -> Outcome | None:
@@ -394,24 +263,6 @@ class KServeRolloutOperator(BaseOperator):
                 ) from exc
             return False, f"the {r.phase.value} patch failed: {ro.api_error(exc)}", None
         return None
-
-    def _smoke_then_decide(self, hook: KServeHook, snap: ro.Snapshot | None) -> ro.Action:
-        r = self._rollout
-        assert r is not None
-        try:
-            if snap is None or not snap.isvc_object:
-                snap, _ = hook.read_snapshot(r.name, r.namespace, not r.knative)
-            st = snap.isvc
-            if r.knative:
-                r.new_revision = st.latest_created
-            url = (st.tag_url("latest") if r.knative else "") or st.url
-            problems = self._smoke(url) if url else ["InferenceService status has no URL to test"]
-        except _Killed:
-            raise
-        except Exception as exc:  # an API error or a bug in the smoke path: never leave the canary
-            url, problems = "", [f"the smoke test could not run: {ro.api_error(exc)}"]
-        self._rollout, action = ro.after_smoke(r, problems, url, self.promote)
-        return action
 
     def _wait(self, hook: KServeHook) -> Outcome:
         r = self._rollout
@@ -518,6 +369,11 @@ class KServeRolloutOperator(BaseOperator):
         last = ro.progress_line(self._last_seen) if self._last_seen is not None else "nothing read"
         return f"timed out after {self._timeout_seconds():.0f}s in phase {phase}; last state: {last}"
 
+    def _on_rolled_back(self, hook: KServeHook, note: str) -> dict[str, Any]:
+        """The machine ended rolled back: for a rollout that is a failure (the release operator's
+        rollback overrides this)."""
+        raise self._rolled_back(hook, note)
+
     def _rolled_back(self, hook: KServeHook, note: str) -> KServeRolloutError:
         r = self._rollout
         assert r is not None
@@ -544,63 +400,36 @@ class KServeRolloutOperator(BaseOperator):
         self._check_not_killed()
         r = self._rollout
         assert r is not None
-        st = ks.IsvcStatus.from_object(hook.get_isvc(r.name, r.namespace))
+        obj = hook.get_isvc(r.name, r.namespace)
         r.phase = ro.Phase.DONE
         self._save()
-        return self._result(st, outcome)
+        return self._result(ks.IsvcStatus.from_object(obj), outcome, obj)
 
-    def _result(self, st: ks.IsvcStatus, outcome: str) -> dict[str, Any]:
-        r = self._rollout
-        result = {
-            "outcome": outcome,
-            "inference_service": st.name,
-            "namespace": st.namespace,
-            "mode": st.mode,
-            "canary": bool(r and r.canary),
-            "previous_revision": (r.previous_revision if r else "") or "",
-            "new_revision": r.new_revision if r else (st.latest_ready if st.mode == ks.KNATIVE else ""),
-            "storage_uri": self.storage_uri,
-            "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag} for t in st.traffic],
-            "url": st.url,
-        }
-        self.log.info("Rollout %s: %s", outcome, result)
-        return result
+    def _result(self, st: ks.IsvcStatus, outcome: str, obj: dict[str, Any] | None = None) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _smoke_then_decide(self, hook: KServeHook, snap: ro.Snapshot | None) -> ro.Action:
+        raise NotImplementedError(f"{type(self).__name__} never reaches a smoke test")
 
     def _push(self, st: ks.IsvcStatus, outcome: str) -> None:
         if self._context is not None and "ti" in self._context:
             self._context["ti"].xcom_push(key="rollout", value=self._result(st, outcome))
 
-    # ----- helpers ---------------------------------------------------------------------------------
-    def _smoke(self, url: str) -> list[str]:
-        spec = self.smoke_test
-        if spec is None:
-            return []
-        if callable(spec):
-            try:
-                return [] if spec(url) is not False else [f"the smoke test callable returned False for {url}"]
-            except Exception as exc:
-                return [f"{type(exc).__name__}: {exc}"]
-        from kfp_bridge.utils.smoke_client import SmokeClient
-
-        r = self._rollout
-        assert r is not None
-        return SmokeClient(ingress_address=self._ingress, log=self.log).run(spec, url, r.name, r.namespace)
-
-    def _saved(self) -> ro.Rollout | None:
-        saved = self._store.get(STATE_KEY) if self._store is not None else None
-        if not isinstance(saved, dict) or saved.get("name") != self.inference_service:
+    def _saved(self, name: str) -> ro.Rollout | None:
+        saved = self._store.get(self.state_key) if self._store is not None else None
+        if not isinstance(saved, dict) or saved.get("name") != name:
             return None
         try:
             return ro.Rollout.from_json(saved)
         except (KeyError, TypeError, ValueError) as exc:
             raise KServeRolloutError(
-                f"the saved rollout state in task_state_store[{STATE_KEY!r}] cannot be read ({exc}); "
+                f"the saved rollout state in task_state_store[{self.state_key!r}] cannot be read ({exc}); "
                 "check the InferenceService by hand, then clear the task's state"
             ) from None
 
     def _save(self) -> None:
         if self._store is not None and self._rollout is not None:
-            self._store.set(STATE_KEY, self._rollout.to_json())
+            self._store.set(self.state_key, self._rollout.to_json())
 
     def _get_hook(self) -> KServeHook:
         if self._hook is None:
@@ -618,9 +447,256 @@ class KServeRolloutOperator(BaseOperator):
         return self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
 
 
+class KServeRolloutOperator(KServeRolloutMachine):
+    """Roll a new model out to a KServe InferenceService, canary first, and roll back on any failure.
+
+    :param inference_service: name of an existing InferenceService.
+    :param namespace: its namespace (default: the connection's namespace, then ``default``).
+    :param storage_uri: the new model (templated): ``file:///abs``, ``/abs``, ``s3://``, ``gs://``,
+        ``pvc://``, ``https://``.
+    :param canary_traffic_percent: share for the new revision while it is tested (0–100); None rolls
+        out directly. Ignored (with a warning, never claimed) in Standard mode, where KServe ignores it.
+    :param smoke_test: dict spec (see :mod:`kfp_bridge.utils.smoke`) or callable ``f(url)``; None skips it.
+    :param promote: give the new revision 100% after a passing smoke test (default True).
+    :param ingress_address: send the smoke test to this ingress address with the service's host name
+        in the ``Host`` header (when KServe's host names do not resolve from the worker); default
+        the connection's extra ``ingress_address``.
+    :param kubernetes_conn_id: cncf.kubernetes connection (default ``kubernetes_default``).
+    :param deferrable: wait in the triggerer; default ``[operators] default_deferrable``.
+    :param timeout: seconds (or timedelta) for the rollout waits; a timeout rolls back.
+    """
+
+    # smoke_test is not templated: Airflow 3 would call a callable smoke test while rendering.
+    template_fields: Sequence[str] = ("storage_uri", "inference_service", "namespace", "ingress_address")
+    operator_extra_links = (InferenceServiceLink(),)
+    ui_color = "#cfe8fc"
+
+    def __init__(
+        self,
+        *,
+        inference_service: str,
+        storage_uri: str,
+        namespace: str | None = None,
+        canary_traffic_percent: int | None = None,
+        smoke_test: dict[str, Any] | Any | None = None,
+        promote: bool = True,
+        ingress_address: str | None = None,
+        kubernetes_conn_id: str = "kubernetes_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        timeout: float | timedelta | None = DEFAULT_TIMEOUT_S,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            kubernetes_conn_id=kubernetes_conn_id,
+            deferrable=deferrable,
+            timeout=timeout,
+            ingress_address=ingress_address,
+            **kwargs,
+        )
+        self.inference_service = inference_service
+        self.storage_uri = storage_uri
+        self.namespace = namespace
+        self.canary_traffic_percent = canary_traffic_percent
+        self.smoke_test = smoke_test
+        self.promote = promote
+
+    # ----- entry points -----------------------------------------------------------------------
+    def execute(self, context: Context) -> dict[str, Any]:
+        self._context = context
+        self._store = context.get("task_state_store")
+        self._validate_arguments()  # before any connection or cluster call
+        hook = self._get_hook()
+        self._ingress = self._ingress_address(hook)
+        namespace = self._namespace(hook)
+        obj = hook.get_isvc(self.inference_service, namespace)
+        st = ks.IsvcStatus.from_object(obj)
+        if st.url:
+            InferenceServiceLink.persist(context, st.url)
+
+        saved = self._saved(self.inference_service)
+        if saved is not None and not saved.phase.terminal and saved.name == self.inference_service:
+            self.log.warning(
+                "Resuming an unfinished rollout of %s (phase %s) left by an earlier attempt",
+                saved.name,
+                saved.phase.value,
+            )
+            self._rollout = saved
+            if ro.undone_while_away(saved, obj):
+                # The trigger's on_kill (or a person) restored the spec while no task ran: finish
+                # that rollback (release the pin) instead of waiting for a canary that is gone.
+                current = ks.storage_uri((obj.get("spec") or {}).get("predictor") or {})
+                self._rollout, step = ro.start_rollback(
+                    saved,
+                    f"the rollout was undone while no attempt was running (the spec serves {current} "
+                    "again, e.g. after a kill)",
+                )
+                return self._run(hook, self._begin(hook, step))
+            return self._run(hook, None)
+
+        try:
+            planned = ro.plan(
+                obj, namespace, self.storage_uri, self.canary_traffic_percent, time.time() + self._timeout_seconds()
+            )
+        except ro.RolloutRefused as exc:
+            raise KServeRolloutError(str(exc)) from None
+        if planned is None:
+            self.log.info("%s already serves %s; nothing to roll out", st.name, self.storage_uri)
+            return self._result(st, "unchanged", obj)
+        rollout, patch = planned
+        if not rollout.knative:
+            if self.canary_traffic_percent is not None:
+                self.log.warning(
+                    "InferenceService %s runs in Standard mode, where KServe ignores canaryTrafficPercent: "
+                    "doing a direct rollout (no canary)",
+                    st.name,
+                )
+            self._require_deployment(hook, rollout)
+        self._rollout = rollout
+        try:
+            self._apply(hook, ro.PatchStep(ro.Phase.ROLLOUT, patch))
+        except _Killed:
+            raise
+        except Exception as exc:
+            status = getattr(exc, "status", None)
+            if self._rollout.patch is None or (
+                isinstance(status, int) and 400 <= status < 500 and status not in (408, 429)
+            ):
+                # Refused (or failed before sending): the spec did not change, nothing to roll back.
+                self._rollout.phase = ro.Phase.ROLLED_BACK
+                self._save()
+                raise KServeRolloutError(
+                    f"The rollout patch of {namespace}/{rollout.name} was not applied ({ro.api_error(exc)}); "
+                    "nothing changed"
+                ) from exc
+            # The patch may have gone through (5xx, broken connection): undo whatever it did.
+            return self._run(hook, (False, f"the rollout patch failed: {ro.api_error(exc)}", None))
+        return self._run(hook, None)
+
+    # ----- validation (no side effects) -----------------------------------------------------------
+    def _validate_arguments(self) -> None:
+        """Every input, rendered, before any cluster call: the error names the argument, what it
+        must be and the value."""
+        from kfp_bridge.utils import smoke
+
+        name = self.inference_service
+        if not isinstance(name, str) or not _ISVC_NAME.match(name) or len(name) > _MAX_NAME:
+            raise ValueError(
+                f"inference_service must be an InferenceService name (lowercase letters, digits and '-', "
+                f"starting with a letter, at most {_MAX_NAME} characters; a DNS-1035 label), got {name!r}"
+            )
+        ns = self.namespace
+        if ns is not None and (not isinstance(ns, str) or not _DNS1123.match(ns) or len(ns) > _MAX_NAME):
+            raise ValueError(
+                f"namespace must be a Kubernetes namespace (a DNS-1123 label) or None for the connection's, "
+                f"got {ns!r} (did the template render empty?)"
+            )
+        percent = self.canary_traffic_percent
+        if percent is not None and (
+            isinstance(percent, bool) or not isinstance(percent, int) or not 0 <= percent <= 100
+        ):
+            raise ValueError(
+                f"canary_traffic_percent must be an int from 0 to 100 (or None for a direct rollout), "
+                f"got {percent!r} ({type(percent).__name__})"
+            )
+        ks.validate_storage_uri(self.storage_uri)
+        smoke.validate_spec(self.smoke_test)
+        if not isinstance(self.promote, bool):
+            raise ValueError(f"promote must be True or False, got {self.promote!r} ({type(self.promote).__name__})")
+        self._validate_common_arguments()
+
+    def _require_deployment(self, hook: KServeHook, rollout: ro.Rollout) -> None:
+        """Standard mode is judged from the predictor Deployment: it must be readable before any patch."""
+        name = ks.predictor_deployment(rollout.name)
+        deployment, _ = hook.list_deployment(name, rollout.namespace)
+        if deployment is None:
+            raise KServeRolloutError(
+                f"InferenceService {rollout.namespace}/{rollout.name} runs in Standard mode but its predictor "
+                f"Deployment {name} does not exist; nothing was changed"
+            )
+
+    def _smoke_then_decide(self, hook: KServeHook, snap: ro.Snapshot | None) -> ro.Action:
+        r = self._rollout
+        assert r is not None
+        try:
+            if snap is None or not snap.isvc_object:
+                snap, _ = hook.read_snapshot(r.name, r.namespace, not r.knative)
+            st = snap.isvc
+            if r.knative:
+                r.new_revision = st.latest_created
+            url = (st.tag_url("latest") if r.knative else "") or st.url
+            problems = self._smoke(url) if url else ["InferenceService status has no URL to test"]
+        except _Killed:
+            raise
+        except Exception as exc:  # an API error or a bug in the smoke path: never leave the canary
+            url, problems = "", [f"the smoke test could not run: {ro.api_error(exc)}"]
+        r.smoke = "failed" if problems else ("skipped" if self.smoke_test is None else "passed")
+        r.smoke_url = url
+        self._rollout, action = ro.after_smoke(r, problems, url, self.promote)
+        return action
+
+    def _result(self, st: ks.IsvcStatus, outcome: str, obj: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The XCom return value. With ``promote=False`` it carries the verified canary as
+        ``recorded`` (:class:`~kfp_bridge.utils.release.CanaryRecord`: URIs, revisions, traffic, smoke
+        result, generation; no spec, no secrets) for KServePromoteOperator / KServeRollbackOperator."""
+        from kfp_bridge.utils import release
+
+        r = self._rollout
+        recorded = None
+        if not self.promote and obj is not None:
+            if outcome == "unchanged":
+                recorded = release.unchanged_record(obj, st.namespace).to_json()
+            elif r is not None and outcome in ("canary", "rolled_out"):
+                recorded = release.record_canary(r, obj).to_json()
+        result = {
+            "outcome": outcome,
+            "inference_service": st.name,
+            "namespace": st.namespace,
+            "mode": st.mode,
+            "canary": bool(r and r.canary),
+            "previous_revision": (r.previous_revision if r else "") or "",
+            "new_revision": r.new_revision if r else (st.latest_ready if st.mode == ks.KNATIVE else ""),
+            "storage_uri": self.storage_uri,
+            "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag} for t in st.traffic],
+            "url": st.url,
+            "smoke": (r.smoke if r else "") or "",
+            "recorded": recorded,
+        }
+        self.log.info("Rollout %s: %s", outcome, result)
+        return result
+
+    # ----- helpers ---------------------------------------------------------------------------------
+    def _smoke(self, url: str) -> list[str]:
+        spec = self.smoke_test
+        if spec is None:
+            return []
+        if callable(spec):
+            try:
+                return [] if spec(url) is not False else [f"the smoke test callable returned False for {url}"]
+            except Exception as exc:
+                return [f"{type(exc).__name__}: {exc}"]
+        from kfp_bridge.utils.smoke_client import SmokeClient
+
+        r = self._rollout
+        assert r is not None
+        return SmokeClient(ingress_address=self._ingress, log=self.log).run(spec, url, r.name, r.namespace)
+
+
 def _outcome(verdict: ro.Verdict, snap: ro.Snapshot) -> Outcome | None:
     """A wait's outcome from its verdict, or None while the condition is open."""
     if verdict.failure is not None:
         return False, verdict.failure, snap
     return (True, "", snap) if verdict.done else None
 
+
+
+_RELEASE_NAMES = ("KServePromoteOperator", "KServeRollbackOperator", "CanaryApprovalOperator")
+
+
+def __getattr__(name: str) -> Any:
+    # The release operators live in kserve_release (it imports this module and the standard
+    # provider's HITL operators); loaded only when asked for, so a rollout-only DAG does not pay.
+    if name in _RELEASE_NAMES:
+        from kfp_bridge.operators import kserve_release
+
+        return getattr(kserve_release, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

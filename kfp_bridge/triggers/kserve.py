@@ -157,7 +157,7 @@ class KServeRolloutTrigger(BaseTrigger):
         except (KeyError, TypeError, ValueError):
             self.log.exception("Cannot roll %s/%s back on kill: unreadable rollout state", self.namespace, self.name)
             return
-        if not r.phase.unfinished:
+        if not r.kill_rolls_back():  # an approved promotion is left for the retry
             return
         hook = self._hook()
         try:

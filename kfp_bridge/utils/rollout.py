@@ -221,10 +221,19 @@ class Rollout:
     condition: Condition | None = None
     patched: bool = False
     reason: str = ""
+    smoke: str = ""  # "passed" / "skipped" once the smoke test ran; what the recorded canary shows
+    smoke_url: str = ""
+    # Set by KServePromoteOperator: a person approved the promotion, so a kill mid-promotion leaves
+    # it for the retry instead of rolling the approved model back.
+    approved: bool = False
 
     @property
     def knative(self) -> bool:
         return self.mode == KNATIVE
+
+    def kill_rolls_back(self) -> bool:
+        """Whether a kill (the operator's or the trigger's on_kill) must take the new model out of traffic."""
+        return self.phase.unfinished and not (self.approved and self.phase is Phase.PROMOTE)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -245,6 +254,9 @@ class Rollout:
             "condition": condition_to_json(self.condition) if self.condition is not None else None,
             "patched": self.patched,
             "reason": self.reason,
+            "smoke": self.smoke,
+            "smoke_url": self.smoke_url,
+            "approved": self.approved,
         }
 
     @classmethod
@@ -269,6 +281,9 @@ class Rollout:
             condition=condition_from_json(condition, data["name"]) if condition else None,
             patched=bool(patched),
             reason=data.get("reason") or "",
+            smoke=data.get("smoke") or "",
+            smoke_url=data.get("smoke_url") or "",
+            approved=bool(data.get("approved")),
         )
 
 
