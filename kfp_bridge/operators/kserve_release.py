@@ -80,6 +80,7 @@ class _KServeReleaseOperator(KServeRolloutMachine):
         self._context = context
         self._store = context.get("task_state_store")
         self._validate_arguments()
+        self._precheck()
         record = self._read_record(context)  # still no cluster call
         self._record = record
         hook = self._get_hook()
@@ -120,6 +121,24 @@ class _KServeReleaseOperator(KServeRolloutMachine):
     def _prepare(self, rollout: ro.Rollout) -> None:
         """Mark the rollout for this action before its first patch (saved with it)."""
 
+    def _precheck(self) -> None:
+        """Before the record is read: a reason to skip."""
+
+    def _task_state(self, task_id: str) -> str | None:
+        """The state of ``task_id`` in this DAG run (Airflow's task-state call; raises when unavailable)."""
+        ti = self._context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[task_id], run_ids=[ti.run_id])
+        return (states.get(ti.run_id) or {}).get(task_id)
+
+    def _check_upstream(self, argument: str, task_id: Any) -> None:
+        if not isinstance(task_id, str) or not task_id:
+            raise ValueError(f"{argument} must be a task id, got {task_id!r}")
+        if self.has_dag() and task_id not in self.get_flat_relative_ids(upstream=True):
+            raise ValueError(
+                f"{argument} {task_id!r} is not upstream of {self.task_id!r}; put it upstream "
+                f"({task_id} >> ... >> {self.task_id}) or fix {argument}"
+            )
+
     # ----- validation and the record (no side effects) -----------------------------------------
     def _validate_arguments(self) -> None:
         has_task, has_rollout = self.rollout_task_id is not None, self.rollout is not None
@@ -129,16 +148,8 @@ class _KServeReleaseOperator(KServeRolloutMachine):
                 "promote=False) task) or rollout (its recorded return value), got "
                 + ("both" if has_task else "neither")
             )
-        task_id = self.rollout_task_id
         if has_task:
-            if not isinstance(task_id, str) or not task_id:
-                raise ValueError(f"rollout_task_id must be a task id, got {task_id!r}")
-            if self.has_dag() and task_id not in self.get_flat_relative_ids(upstream=True):
-                raise ValueError(
-                    f"rollout_task_id {task_id!r} is not upstream of {self.task_id!r}: set it to the "
-                    f"KServeRolloutOperator(promote=False) task and put it upstream ({task_id} >> ... >> "
-                    f"{self.task_id})"
-                )
+            self._check_upstream("rollout_task_id", self.rollout_task_id)
         self._validate_common_arguments()
 
     def _read_record(self, context: Context) -> release.CanaryRecord:
@@ -216,19 +227,42 @@ class KServeRollbackOperator(_KServeReleaseOperator):
     failure) and left no record, the task is skipped.
 
     :param reason: why, for the log (default: the canary was not approved).
+    :param skip_if_succeeded: a task upstream (the promotion) whose success in this DAG run means
+        there is nothing to roll back: the task is skipped. With ``trigger_rule="all_done"`` the
+        rollback then runs whenever the promotion did not happen or did not succeed (Reject, a HITL
+        timeout, a failed or refused approval).
     """
 
     action: ClassVar[str] = "rollback"
     template_fields: Sequence[str] = (*_KServeReleaseOperator.template_fields, "reason")
 
-    def __init__(self, *, reason: str = "the canary was not approved for promotion", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        reason: str = "the canary was not approved for promotion",
+        skip_if_succeeded: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.reason = reason
+        self.skip_if_succeeded = skip_if_succeeded
 
     def _validate_arguments(self) -> None:
         if not isinstance(self.reason, str):
             raise ValueError(f"reason must be a string, got {self.reason!r} ({type(self.reason).__name__})")
+        if self.skip_if_succeeded is not None:
+            self._check_upstream("skip_if_succeeded", self.skip_if_succeeded)
         super()._validate_arguments()
+
+    def _precheck(self) -> None:
+        if self.skip_if_succeeded is None:
+            return
+        from airflow.exceptions import AirflowSkipException
+
+        state = self._task_state(self.skip_if_succeeded)
+        if state == "success":
+            raise AirflowSkipException(f"task {self.skip_if_succeeded!r} succeeded: nothing to roll back")
+        self.log.info("Task %r is %s: rolling the canary back", self.skip_if_succeeded, state)
 
     def _decide(self, record: release.CanaryRecord, view: release.ReleaseView) -> release.ReleaseStep:
         return release.rollback_step(record, view)
@@ -239,10 +273,9 @@ class KServeRollbackOperator(_KServeReleaseOperator):
     def _no_record(self) -> None:
         from airflow.exceptions import AirflowSkipException
 
-        ti = self._context["ti"]
+        assert self.rollout_task_id is not None
         try:
-            states = ti.get_task_states(dag_id=ti.dag_id, task_ids=[self.rollout_task_id], run_ids=[ti.run_id])
-            state = (states.get(ti.run_id) or {}).get(self.rollout_task_id)
+            state = self._task_state(self.rollout_task_id)
         except Exception as exc:  # no way to ask: the caller's error stands
             self.log.warning("Could not read the state of task %r: %s", self.rollout_task_id, exc)
             return
@@ -270,9 +303,10 @@ class CanaryApprovalOperator(ApprovalOperator):
     """``ApprovalOperator`` whose body shows the recorded canary when it runs: model URI (new and
     previous), traffic split, smoke result, and the KFP run link.
 
-    Wire it ``canary >> approval >> promote`` with a ``KServeRollbackOperator`` after ``promote``
-    (``trigger_rule="none_success"``): Approve runs the promotion; Reject (or the timeout, whose
-    default answer is Reject) skips it and the rollback runs.
+    Wire it ``canary >> approval >> promote >> rollback`` with
+    ``KServeRollbackOperator(skip_if_succeeded="promote", trigger_rule="all_done")``: Approve runs
+    the promotion (and the rollback skips); Reject (or the timeout, whose default answer is Reject)
+    skips the promotion and the rollback runs.
 
     :param rollout_task_id: the ``KServeRolloutOperator(promote=False)`` task.
     :param kfp_task_id: the ``KfpRunOperator`` task that trained the model (its run link is shown).

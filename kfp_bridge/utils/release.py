@@ -290,6 +290,10 @@ def release_view(record: CanaryRecord, obj: dict[str, Any]) -> ReleaseView:
             )
         if canary == record.percent:
             return ReleaseView(ReleaseState.AS_RECORDED, f"{where}: as recorded ({seen})")
+        if canary == 0 and knative:  # the first step of a rollback (pin the previous revision), not finished
+            return ReleaseView(
+                ReleaseState.ROLLING_BACK, f"{where}: the previous revision is pinned, rollback unfinished ({seen})", False
+            )
         if canary is None:
             settled = not knative or (sole == record.new_revision and st.latest_ready == latest)
             return ReleaseView(ReleaseState.PROMOTED, f"{where}: the new model's spec has no canary ({seen})", settled)
