@@ -33,12 +33,13 @@ def _existing_file(text: str) -> str:
 
 
 def _add_stand_in(
-    local_sub: argparse._SubParsersAction, name: str, summary: str, *, state_dir: str, token_file: str, admin: str
+    local_sub: argparse._SubParsersAction, name: str, summary: str, *, state_dir: str, token_file: str, admin: str,
+    port: str,
 ) -> argparse.ArgumentParser:
     """One stand-in's sub-command; the strings are the help of the command and of its options."""
     stand_in = local_sub.add_parser(name, help=summary)
     stand_in.add_argument("--host", default="127.0.0.1")
-    stand_in.add_argument("--port", type=_port, required=True)
+    stand_in.add_argument("--port", type=_port_or_zero if "0" in port else _port, required=True, help=port)
     stand_in.add_argument("--state-dir", required=True, help=state_dir)
     stand_in.add_argument("--token-file", type=_existing_file, help=token_file)
     stand_in.add_argument("--admin", action="store_true", help=admin)
@@ -57,6 +58,7 @@ def _add_local(sub: argparse._SubParsersAction) -> None:
         token_file="single-user: require 'authorization: Bearer <file content>' (re-read per request); "
         "multi-user: a projected-style token of the users file's token_file_user",
         admin="enable /_admin/stats and /_admin/faults",
+        port="1-65535",
     )
     kfp.add_argument(
         "--multi-user",
@@ -77,10 +79,11 @@ def _add_local(sub: argparse._SubParsersAction) -> None:
         state_dir="writes DIR/kubeconfig (with the stand-in's CA) and DIR/ingress.json for clients",
         token_file="require 'authorization: Bearer <file content>'",
         admin="enable /_admin test hooks",
+        port="1-65535, or 0 for a free one (the kubeconfig in --state-dir names it)",
     )
     # Each also has an environment variable KFP_BRIDGE_KUBE_<NAME> (kfp_bridge/local/kube/server.py Options).
     kube.add_argument("--domain", help="ingress domain of status.url (default example.com, as KServe)")
-    kube.add_argument("--ingress-port", type=_port, help="the ingress listener's port (default: a free one)")
+    kube.add_argument("--ingress-port", type=_port_or_zero, help="the ingress listener's port (default: a free one)")
     kube.add_argument("--kfp-state-dir", help="serve the KFP stand-in's executor pods and logs from this state dir")
     kube.add_argument("--rbac-policy", metavar="FILE", type=_existing_file, help="enforce RBAC from deploy/ manifests (policy file format: "
                       "kfp_bridge/local/kube/rbac.py)")

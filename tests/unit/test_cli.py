@@ -31,7 +31,8 @@ def test_kube_options_parse_to_server_options(tmp_path: Path) -> None:
     [
         (["local", "kfp", "--port", "70000", "--state-dir", "s"], "70000 is not a port number: give 1-65535"),
         (["local", "kube", "--port", "http", "--state-dir", "s"], "'http' is not a port number"),
-        (["local", "kube", "--port", "1", "--state-dir", "s", "--ingress-port", "0"], "0 is not a port number"),
+        (["local", "kfp", "--port", "0", "--state-dir", "s"], "0 is not a port number"),
+        (["local", "kube", "--port", "1", "--state-dir", "s", "--ingress-port", "65536"], "65536 is not a port number"),
         (["local", "up", "--kfp-port", "-1"], "-1 is not a port number"),
         (["local", "kfp", "--port", "1", "--state-dir", "s", "--token-file", "/nope/token"], "/nope/token: no such file"),
         (["local", "kube", "--port", "1", "--state-dir", "s", "--rbac-policy", "/nope/p.yaml"], "/nope/p.yaml: no such file"),

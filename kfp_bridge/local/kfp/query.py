@@ -233,7 +233,8 @@ def parse_filter(text: str | None, resource: str) -> tuple[Predicate, ...]:
 
 def parse_sort(text: str | None, resource: str) -> tuple[str, bool]:
     if not text or not text.strip():
-        return ID_KEY[resource], False
+        # DefaultSortField() of every listable model is "CreatedAtInSec" (model/run.go, ...), ties by id.
+        return "created_at", False
     # parseSortByQueryString lower-cases the whole string first.
     parts = text.strip().lower().split()
     if len(parts) > 2 or (len(parts) == 2 and parts[1].lower() not in ("asc", "desc")):
