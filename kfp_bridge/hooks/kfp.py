@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 API = "/apis/v2beta1"
 LARGE_BODY_BYTES = 256 * 1024
 # The on-call plugin runs inside the api-server: a KFP outage must not pin its threads (issue 13).
+CONNECT_TIMEOUT_SECONDS = 5.0
 SHORT_POLICY = RetryPolicy(initial_backoff=0.5, max_backoff=2.0, total_budget=4.0, request_timeout=8.0)
 # After KFP accepts a retry, the run must leave FAILED/CANCELED within this long (kubeflow/pipelines#11329).
 RETRY_CONFIRM_SECONDS = 60.0
@@ -175,6 +176,9 @@ class KfpHook(BaseHook):
 
         settings = self.settings
         config = kfp_server_api.Configuration(host=settings.host)
+        # Retries are call_with_retry's (budget, backoff, create-run dedupe); urllib3's own default
+        # Retry(3) would repeat a hung or refused request unseen and multiply its time by four.
+        config.retries = 0
         config.verify_ssl = settings.verify_ssl
         config.ssl_ca_cert = settings.ca_cert
         if settings.token.kind != "no authentication":
@@ -212,8 +216,15 @@ class KfpHook(BaseHook):
         return kfp.Client(**kwargs)
 
     # ----- sync call plumbing -----------------------------------------------------------------
+    @property
+    def _request_timeout(self) -> tuple[float, float]:
+        """(connect, read) seconds: kfp_server_api's REST client ignores a float timeout (it honours
+        only an int or a tuple), which left every sync call without any timeout."""
+        seconds = self.retry_policy.request_timeout
+        return (min(seconds, CONNECT_TIMEOUT_SECONDS), seconds)
+
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        kwargs["_request_timeout"] = self.retry_policy.request_timeout
+        kwargs["_request_timeout"] = self._request_timeout
 
         def attempt() -> Any:
             return fn(*args, **kwargs)
@@ -392,7 +403,7 @@ class KfpHook(BaseHook):
         action = "create run"
 
         def attempt() -> Any:
-            return api.run_service_create_run(body, _request_timeout=self.retry_policy.request_timeout)
+            return api.run_service_create_run(body, _request_timeout=self._request_timeout)
 
         attempts = 0
 
@@ -492,9 +503,7 @@ class KfpHook(BaseHook):
                 tails[path] = f"(no pod labelled {RUN_ID_LABEL}={run_id} belongs to this step in namespace {ns})"
                 continue
             try:
-                tails[path] = core.read_namespaced_pod_log(
-                    pod.metadata.name, ns, container="main", tail_lines=lines, _request_timeout=30
-                ) or "(the log is empty)"
+                tails[path] = _pod_log_text(core, pod.metadata.name, ns, lines) or "(the log is empty)"
             except Exception as err:
                 tails[path] = f"(could not read the log of pod {pod.metadata.name}: {_describe(err)})"
         return tails
@@ -711,6 +720,21 @@ class KfpHook(BaseHook):
         client = self.__dict__.pop("_async_client", None)
         if client is not None:
             await client.aclose()
+
+
+def _pod_log_text(core: Any, pod: str, namespace: str, lines: int) -> str:
+    """The last ``lines`` of a pod's ``main`` log as text.
+
+    Read raw: kubernetes 36 returns ``read_namespaced_pod_log`` as ``str(bytes)`` (``b'...'``, newlines
+    escaped: kubernetes-client/python#2596); the bytes are decoded here, as kubectl shows them.
+    """
+    response = core.read_namespaced_pod_log(
+        pod, namespace, container="main", tail_lines=lines, _request_timeout=30, _preload_content=False
+    )
+    try:
+        return response.data.decode("utf-8", errors="replace")
+    finally:
+        response.release_conn()
 
 
 def _created_at(pod: Any) -> str:

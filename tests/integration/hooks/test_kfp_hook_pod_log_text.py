@@ -4,7 +4,8 @@ in the executor pod's ``main`` log, read with ``pods/log`` and ``tailLines``).
 kubernetes (the Python client) 36.x returns ``read_namespaced_pod_log`` as ``str(bytes)``: the text
 ``b'...'`` with every newline escaped, one line in all (kubernetes-client/python#2596, a v36
 regression: ``api_client.__call_api`` no longer decodes a ``str`` response). The failure message and
-the on-call tab then show one unreadable line instead of the last lines of the log.
+the on-call tab showed one unreadable line instead of the last lines of the log until the hook read
+the log raw and decoded it (``_pod_log_text``).
 """
 
 from __future__ import annotations
@@ -30,13 +31,6 @@ STEP = "for-loop-2[1]/explode"
 EXCEPTION = "RuntimeError: item 1 exploded on purpose"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # only the assertions below: a stand-in that does not start is an error
-    reason="KfpHook.step_log_tails takes read_namespaced_pod_log's return as text, but kubernetes 36 "
-    "returns str(bytes) ('b'...' with escaped newlines, kubernetes-client/python#2596); fix: read with "
-    "_preload_content=False and decode response.data as UTF-8 (errors='replace')",
-)
 def test_log_tail_is_the_last_lines_of_the_pod_log_as_text(
     kfp_stand_in, kfp_connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
