@@ -179,7 +179,8 @@ class _KServeReleaseOperator(KServeRolloutMachine):
 
     # ----- results -------------------------------------------------------------------------------
     def _result(self, st: ks.IsvcStatus, outcome: str, obj: dict[str, Any] | None = None) -> dict[str, Any]:
-        rec = self._record
+        # After a deferral only the rollout (carried by the trigger) is there, not the record.
+        src: ro.Rollout | release.CanaryRecord | None = self._rollout or self._record
         predictor = ((obj or {}).get("spec") or {}).get("predictor") or {}
         result = {
             "action": self.action,
@@ -188,10 +189,10 @@ class _KServeReleaseOperator(KServeRolloutMachine):
             "namespace": st.namespace,
             "mode": st.mode,
             "storage_uri": ks.storage_uri(predictor) if predictor else "",
-            "previous_uri": rec.previous_uri if rec else "",
-            "target_uri": rec.target_uri if rec else "",
-            "previous_revision": rec.previous_revision if rec else "",
-            "new_revision": rec.new_revision if rec else "",
+            "previous_uri": src.previous_uri if src else "",
+            "target_uri": src.target_uri if src else "",
+            "previous_revision": src.previous_revision if src else "",
+            "new_revision": src.new_revision if src else "",
             "traffic": [{"revision": t.revision, "percent": t.percent, "tag": t.tag} for t in st.traffic],
             "url": st.url,
         }

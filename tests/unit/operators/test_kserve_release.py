@@ -116,3 +116,16 @@ def test_approval_answers_reject_on_timeout_by_default():
                                 response_timeout=timedelta(minutes=1))
     assert isinstance(op, ApprovalOperator)
     assert op.defaults == [ApprovalOperator.REJECT]
+
+
+def test_the_result_after_a_deferral_comes_from_the_rollout_the_trigger_carried():
+    """execute_complete runs on a new operator: no record, only the rollout from the event."""
+    from kfp_bridge.utils import kserve_status as ks
+
+    op = KServePromoteOperator(task_id="p", rollout_task_id="canary")
+    op._rollout = ro.Rollout.from_json(_rollout().to_json())
+    obj = _isvc(canary=None, traffic=(("r2", 100),))
+    out = op._result(ks.IsvcStatus.from_object(obj), "promoted", obj)
+    assert (out["previous_uri"], out["target_uri"], out["new_revision"], out["storage_uri"]) == (
+        "file:///models/v1", "file:///models/v2", "r2", "file:///models/v2")
+    assert out["traffic"] == [{"revision": "r2", "percent": 100, "tag": ""}]
