@@ -39,7 +39,8 @@ from tests.integration.operators.test_kserve_rollout import (
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
 SMOKE = {"payload": {"instances": ROWS}, "expected_shape": [3], "allowed_values": [0, 1, 2]}
-ISVCS = ("rel-promote", "rel-rollback", "rel-changed", "rel-kill-promote", "rel-kill-rollback")
+ISVCS = ("rel-promote", "rel-rollback", "rel-changed", "rel-kill-promote", "rel-kill-rollback", "rel-standard")
+STANDARD = {"annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"}}
 
 
 class _WorkerKilled(BaseException):
@@ -56,7 +57,7 @@ def kube_conn(kube_stand_in, monkeypatch) -> str:
 @pytest.fixture(scope="module")
 def isvcs(kube_stand_in, iris_models) -> dict[str, dict[str, Any]]:
     for name in ISVCS:
-        kube_stand_in.create_isvc(name, iris_models.v1)
+        kube_stand_in.create_isvc(name, iris_models.v1, **(STANDARD if name == "rel-standard" else {}))
     return {name: kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180) for name in ISVCS}
 
 
@@ -253,3 +254,30 @@ def test_the_record_from_a_task_id_is_read_from_xcom(isvcs, kube_stand_in, iris_
         context)
     assert pulled == ["canary"]
     assert out["outcome"] == "promoted" and out["storage_uri"] == _uri(iris_models.v1)
+
+
+def test_standard_mode_records_a_direct_rollout_and_the_rollback_waits_for_the_deployment(
+    isvcs, kube_stand_in, iris_models, kube_conn
+):
+    """No canary in Standard mode (KServe ignores canaryTrafficPercent): the record says so, promote has
+    nothing to do, and the rollback restores the previous spec and waits for the Deployment's rollout."""
+    from tests.integration.operators.test_kserve_rollout import _deployment, _rolled_out
+
+    name = "rel-standard"
+    (old_server,) = served(kube_stand_in, name, 3)
+    result = _canary(name, _uri(iris_models.v2), kube_conn)
+    recorded = result["recorded"]
+    assert (result["outcome"], recorded["canary"], recorded["mode"]) == ("rolled_out", False, "Standard")
+    new_servers = set(served(kube_stand_in, name, 5))
+    assert old_server not in new_servers
+
+    before = _spec(kube_stand_in, name)
+    out = KServePromoteOperator(task_id="p", rollout=result, kubernetes_conn_id=kube_conn).execute(_context())
+    assert out["outcome"] == "promoted" and _spec(kube_stand_in, name) == before  # nothing to patch
+
+    with Requests(kube_stand_in, name) as load:
+        out = KServeRollbackOperator(task_id="r", rollout=result, kubernetes_conn_id=kube_conn).execute(_context())
+    assert out["outcome"] == "rolled_back" and load.failures == [], load.failures[:5]
+    assert _spec(kube_stand_in, name)[1]["model"]["storageUri"] == _uri(iris_models.v1)
+    assert _rolled_out(_deployment(kube_stand_in, name))  # the rollback waited for the Deployment
+    assert not (set(served(kube_stand_in, name, 5)) & new_servers)
