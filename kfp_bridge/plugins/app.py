@@ -198,7 +198,7 @@ def create_app() -> FastAPI:
     @app.get("/dag-run/{dag_id}/{dag_run_id}", response_class=HTMLResponse, dependencies=[can_read])
     def dag_run_page(dag_id: str, dag_run_id: str, request: Request):
         try:
-            views = [service.build_view(ref) for ref in service.kfp_task_instances(dag_id, dag_run_id)]
+            views = service.build_views(service.kfp_task_instances(dag_id, dag_run_id))
         except OnCallError as err:  # a task instance gone between listing and reading
             return _error_page(request, "KFP runs", err)
         html = page.dag_run_page(

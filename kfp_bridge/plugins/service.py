@@ -116,6 +116,7 @@ class RunView:
     terminable: bool = False  # "Terminate KFP run": the task stopped, its run did not
     terminate_reason: str | None = None  # why Terminate is not available
     problem: str | None = None  # the KFP API could not be asked
+    kfp_unreachable: bool = False  # ... because KFP gave no answer or a transient one (an outage)
 
     @property
     def failed_steps(self) -> list[str]:
@@ -371,15 +372,27 @@ def run_status(hook: Any, info: TaskInfo, run: dict[str, Any]) -> RunStatus:
     return RunStatus.from_api(run, hook.pipeline_spec_of(run), terminated_by_airflow=reason)
 
 
-def build_view(ref: TaskRef, *, hook_factory: Callable[[TaskInfo], Any] = make_hook) -> RunView:
-    info = load_task(ref)
-    view = RunView(
-        ref=ref,
+def kfp_unreachable(err: Exception) -> bool:
+    """KFP gave no answer (status 0) or only transient ones until the hook's short policy ran out."""
+    from kfp_bridge.hooks.kfp import KfpApiError
+    from kfp_bridge.utils.retry import TRANSIENT_HTTP_STATUSES
+
+    return isinstance(err, KfpApiError) and (err.status == 0 or err.status in TRANSIENT_HTTP_STATUSES)
+
+
+def _task_view(info: TaskInfo) -> RunView:
+    return RunView(
+        ref=info.ref,
         task_state=info.state,
         try_number=info.try_number,
         is_kfp_task=info.is_kfp_task,
         conn_id=info.conn_id,
     )
+
+
+def build_view(ref: TaskRef, *, hook_factory: Callable[[TaskInfo], Any] = make_hook) -> RunView:
+    info = load_task(ref)
+    view = _task_view(info)
     if not info.is_kfp_task:
         view.reason = f"Task {ref.task_id} is a {info.operator or 'non-KFP'} task, not a KfpRunOperator task."
         return view
@@ -407,7 +420,33 @@ def build_view(ref: TaskRef, *, hook_factory: Callable[[TaskInfo], Any] = make_h
     except Exception as err:  # KfpApiError, KfpConnectionError, connection lookup errors
         view.problem = f"Could not read the KFP run through connection '{info.conn_id}': {err}"
         view.reason = view.terminate_reason = view.problem
+        view.kfp_unreachable = kfp_unreachable(err)
     return view
+
+
+def build_views(refs: list[TaskRef]) -> list[RunView]:
+    """The views of several task instances (the DAG run page).
+
+    During a KFP outage each connection costs one short-policy budget, not one per task: once KFP
+    did not answer through a connection, the other task instances on it say so without asking (a
+    run with many mapped KFP tasks would otherwise hold an api-server thread for minutes).
+    """
+    unreachable: dict[str, str] = {}  # connection id -> the problem its first task instance met
+    views: list[RunView] = []
+    for ref in refs:
+        if unreachable:
+            info = load_task(ref)
+            if info.is_kfp_task and info.conn_id in unreachable:
+                view = _task_view(info)
+                view.problem = view.reason = view.terminate_reason = unreachable[info.conn_id]
+                view.kfp_unreachable = True
+                views.append(view)
+                continue
+        view = build_view(ref)
+        if view.kfp_unreachable and view.problem:
+            unreachable[view.conn_id] = view.problem
+        views.append(view)
+    return views
 
 
 def _run_note(status: RunStatus) -> str | None:
