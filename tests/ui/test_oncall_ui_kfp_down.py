@@ -1,13 +1,17 @@
 """Acceptance 2 and 3 of issue 13 on a real Airflow stack (plugins/ loaded) and the KFP stand-in.
 
 2. With the KFP API down, the "KFP run" tab answers within 10 s (p95 over 20 requests) with
-   "KFP unavailable", and the api-server keeps answering Airflow's own endpoints meanwhile. Two
-   outages: connection refused (KFP stopped) and hung (a TCP listener that accepts and never
-   answers: the case that holds api-server threads). The tab requests go out 5 at a time, as 5
+   "KFP unavailable", and the api-server keeps answering Airflow's own endpoints meanwhile. Three
+   outages: connection refused (KFP stopped), 503 from a gateway (Istio with no healthy upstream)
+   and hung (a TCP listener that accepts and never answers: the case that holds api-server
+   threads). The tab requests go out 5 at a time, as 5
    open tabs refreshing would; a monitor thread samples Airflow's endpoints while they are in
    flight. The figures are printed (``pytest -s``) for docs/oncall-ui.md.
 3. A refused retry (viewer, 403) and a failed retry (KFP answers 500 to the retry call) each leave
    a row in Airflow's audit log, and neither changes the task or the run.
+
+The module sorts after test_oncall_ui.py on purpose: that test asserts the whole stack's retry audit
+log, unfiltered, and these tests add rows for their own DAG to it.
 
 The task's kfp connection lives in Airflow's database (REST API), so the test can point it at the
 outage and back without restarting the stack. The only fault injected from the test side is the 500:
@@ -76,6 +80,7 @@ class DownTask:
         parts = "/".join(quote(p, safe="") for p in (DAG_ID, self.run_id, TASK_ID))
         return {
             "tab": f"/kfp-bridge/ti/{parts}?map_index=-1",
+            "dag-run": f"/kfp-bridge/dag-run/{quote(DAG_ID, safe='')}/{quote(self.run_id, safe='')}",
             "json": f"/kfp-bridge/api/ti/{parts}?map_index=-1",
             "retry": f"/kfp-bridge/api/ti/{parts}/retry-failed-steps?map_index=-1",
         }[kind]
@@ -122,7 +127,7 @@ def down_task(
         assert ui_stack.wait_dag_run(DAG_ID, run_id, RUN_TIMEOUT) == "failed", explain(
             ui_stack, DAG_ID, run_id
         )
-        [kfp_run] = kfp_runs(kfp_stand_in, dag_id=DAG_ID, run_id=run_id)
+        [kfp_run] = kfp_runs(kfp_stand_in, dag_id=DAG_ID, run_id=run_id, task_id=TASK_ID)
         assert kfp_run.state == "FAILED"
         task = DownTask(run_id, kfp_run.run_id, kfp_stand_in.host, token_path)
 
@@ -167,6 +172,43 @@ class HungKfp:
         self._thread.join(5)
 
 
+class Answers503:
+    """What KFP behind Istio answers while ml-pipeline is down: 503 "no healthy upstream" to every
+    request, which the test counts."""
+
+    def __init__(self) -> None:
+        outer = self
+        self.requests = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self) -> None:
+                outer.requests += 1
+                body = b"no healthy upstream"
+                self.send_response(503)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_DELETE = _answer
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="kfp-503", daemon=True)
+
+    def __enter__(self) -> Answers503:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
 def refused_port() -> int:
     """A port nobody listens on: what the connection sees once KFP's server has stopped."""
     with socket.create_server(("127.0.0.1", 0)) as probe:
@@ -180,6 +222,10 @@ def refused_port() -> int:
 def kfp_down(kind: str) -> Iterator[tuple[str, HungKfp | None]]:
     if kind == "refused":
         yield f"http://127.0.0.1:{refused_port()}", None
+        return
+    if kind == "503":
+        with Answers503() as gateway:
+            yield gateway.host, None
         return
     with HungKfp() as hung:
         yield f"http://127.0.0.1:{hung.port}", hung
@@ -293,7 +339,7 @@ HUNG_XFAIL = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("outage", ["refused", pytest.param("hung", marks=HUNG_XFAIL)])
+@pytest.mark.parametrize("outage", ["refused", "503", pytest.param("hung", marks=HUNG_XFAIL)])
 def test_tab_says_kfp_unavailable_within_10s_and_airflow_keeps_answering(
     ui_stack: AirflowStack, down_task: DownTask, outage: str
 ) -> None:
@@ -340,6 +386,30 @@ def test_tab_says_kfp_unavailable_within_10s_and_airflow_keeps_answering(
     # KFP is back: the same tab shows the run again (nothing was cached from the outage).
     view = ui_stack.get(down_task.path("json")).json()
     assert view["kfp_run_id"] == down_task.kfp_run_id and view.get("problem") is None, view
+
+
+def test_dag_run_tab_asks_kfp_once_per_connection_during_an_outage(
+    ui_stack: AirflowStack, down_task: DownTask
+) -> None:
+    """Two KFP tasks on one connection cost the DAG run's tab one short-policy budget, not two."""
+    with Answers503() as gateway, connection_at(ui_stack, down_task, gateway.host):
+        started = time.monotonic()
+        tab = ui_stack.get(down_task.path("tab"))
+        tab_seconds, one_task = time.monotonic() - started, gateway.requests
+        started = time.monotonic()
+        page = ui_stack.get(down_task.path("dag-run"))
+        page_seconds, page_requests = time.monotonic() - started, gateway.requests - one_task
+    print(
+        f"\n[503] task tab {tab_seconds:.2f}s, {one_task} KFP requests; "
+        f"DAG run tab (2 tasks) {page_seconds:.2f}s, {page_requests} KFP requests"
+    )
+    assert tab.status_code == 200 and "KFP unavailable" in tab.text, tab.text[:2000]
+    assert one_task >= 2, "the short policy retries a 503"
+    assert page.status_code == 200 and "KFP unavailable" in page.text, page.text[:2000]
+    assert 'data-kfp="unavailable"' in page.text
+    for task_id in (TASK_ID, "train_b"):
+        assert task_id in page.text
+    assert page_requests == one_task, "the second task on the connection asked KFP again"
 
 
 # ----- acceptance 3 -------------------------------------------------------------------------------------
@@ -437,7 +507,9 @@ def test_refused_and_failed_retries_each_leave_an_audit_row(
     # Neither touched the task or the run.
     ti_after = ui_stack.task_instance(DAG_ID, run_id, TASK_ID)
     assert (ti_after["state"], ti_after["try_number"]) == (ti_before["state"], ti_before["try_number"])
-    assert [r.state for r in kfp_runs(kfp_stand_in, dag_id=DAG_ID, run_id=run_id)] == ["FAILED"]
+    assert [r.state for r in kfp_runs(kfp_stand_in, dag_id=DAG_ID, run_id=run_id, task_id=TASK_ID)] == [
+        "FAILED"
+    ]
 
     new = Counter(_audit_rows(ui_stack, run_id)) - Counter(audited_before)
     assert new == Counter([("viewer", TASK_ID, "refused", 403), ("admin", TASK_ID, "failed", 502)])

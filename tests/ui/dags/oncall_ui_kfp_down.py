@@ -1,4 +1,4 @@
-"""UI test DAG: one KfpRunOperator task on its own connection, which the test points at a KFP that is down."""
+"""UI test DAG: two KfpRunOperator tasks on their own connection, which the test points at a KFP that is down."""
 
 from __future__ import annotations
 
@@ -15,18 +15,20 @@ with DAG(
     tags=["kfp-bridge-test"],
     default_args={"retries": 0},
 ) as dag:
-    KfpRunOperator(
-        task_id="train",
-        kfp_conn_id="kfp_oncall_down",
-        pipeline="oncall_pipelines/two_step.yaml",
-        params={
-            "counter_path": "{{ dag_run.conf['work'] }}/down.counter",
-            "flag_path": "{{ dag_run.conf['work'] }}/down.flag",
-            "label": "down",
-        },
-        experiment="kfp-bridge-oncall",
-        poll_interval=1,
-    )
+    # Two tasks on one connection: the DAG run's "KFP runs" tab asks KFP once per connection in an outage.
+    for task_id in ("train", "train_b"):
+        KfpRunOperator(
+            task_id=task_id,
+            kfp_conn_id="kfp_oncall_down",
+            pipeline="oncall_pipelines/two_step.yaml",
+            params={
+                "counter_path": "{{ dag_run.conf['work'] }}/" + task_id + ".counter",
+                "flag_path": "{{ dag_run.conf['work'] }}/down.flag",
+                "label": task_id,
+            },
+            experiment="kfp-bridge-oncall",
+            poll_interval=1,
+        )
 
 if __name__ == "__main__":
     dag.test()
