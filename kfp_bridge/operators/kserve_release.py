@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.configuration import conf
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
+from kfp_bridge.lineage.mixins import KServeRolloutLineage
 from kfp_bridge.links.kserve import InferenceServiceLink
 from kfp_bridge.operators.kserve import DEFAULT_TIMEOUT_S, KServeRolloutError, KServeRolloutMachine
 from kfp_bridge.utils import kserve_status as ks
@@ -42,7 +43,7 @@ class KServeReleaseRefused(KServeRolloutError):
     """The InferenceService is not as the canary was recorded; nothing was changed."""
 
 
-class _KServeReleaseOperator(KServeRolloutMachine):
+class _KServeReleaseOperator(KServeRolloutLineage, KServeRolloutMachine):
     """Shared by promote and rollback: read the record, decide, run the machine from there.
 
     :param rollout_task_id: the ``KServeRolloutOperator(promote=False)`` task upstream; its XCom
@@ -258,7 +259,7 @@ class KServeRollbackOperator(_KServeReleaseOperator):
     def _precheck(self) -> None:
         if self.skip_if_succeeded is None:
             return
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         state = self._task_state(self.skip_if_succeeded)
         if state == "success":
@@ -272,7 +273,7 @@ class KServeRollbackOperator(_KServeReleaseOperator):
         rollout.reason = self.reason or "rolled back"
 
     def _no_record(self) -> None:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         assert self.rollout_task_id is not None
         try:
