@@ -20,17 +20,8 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-
-from kfp_bridge.utils.pipeline_inputs import InputParam, declared_artifacts, declared_inputs
-from kfp_bridge.utils.pipeline_specs import (
-    YAML_SUFFIXES,
-    PipelineSourceError,
-    existing_pipeline_file,
-    parse_pipeline_documents,
-    pipeline_name,
-)
 
 if TYPE_CHECKING:
     from airflow.sdk import Param
@@ -46,10 +37,15 @@ JSON_SCHEMA_TYPES = {
     "LIST": "array",
     "STRUCT": "object",
 }
+# kfp_bridge.utils.pipeline_specs.YAML_SUFFIXES, repeated: that module (and pipeline_inputs) is only
+# imported when a pipeline is read for the first time, so a cached parse never pays for it.
+_YAML_SUFFIXES = (".yaml", ".yml")
+# Bumped when the cached form changes: an older entry is never misread.
+_CACHE_FORMAT = "pipeline-inputs-v2"
 
-
-# (pipeline name, parameters, artifact inputs); a plain tuple, as a class costs parse time.
-_Inputs = tuple[str, dict[str, InputParam], dict[str, str]]
+# (pipeline name, {input: fields of InputParam as a dict}, {artifact input: type}): plain JSON data,
+# as a class or the dataclass costs parse time.
+_Inputs = tuple[str, dict[str, dict[str, Any]], dict[str, str]]
 
 # (path, mtime_ns, size) -> digest, and digest -> inputs: an unchanged file is never re-read, a
 # touched one is re-hashed but not re-parsed, and copies of one pipeline share an entry.
@@ -61,6 +57,7 @@ def pipeline_params(
     pipeline: str,
     *,
     defaults: Mapping[str, Any] | None = None,
+    exclude: Iterable[str] = (),
     dag_folder: str | None = None,
 ) -> dict[str, Param]:
     """One Airflow ``Param`` per input of a compiled pipeline (``root.inputDefinitions.parameters``).
@@ -72,15 +69,18 @@ def pipeline_params(
     optional one without a default accepts null (the pipeline then sees "not given").
 
     A scheduled DAG cannot have required params (Airflow refuses to parse it): give those inputs a
-    value with ``defaults``.
+    value with ``defaults``, or leave them out with ``exclude`` and set them on the task
+    (``KfpRunOperator(params=...)``, e.g. a templated output folder).
 
     :param pipeline: a compiled pipeline YAML path, absolute or relative to the folder of the file
         that calls this (the DAG file), as ``KfpRunOperator(pipeline=...)`` resolves it.
     :param defaults: values replacing (or supplying) inputs' defaults, by input name.
+    :param exclude: inputs to leave out (the task supplies them).
     :param dag_folder: what a relative path is relative to, instead of the caller's folder.
     :raises FileNotFoundError: the file does not exist (names the resolved path and the base).
     :raises PipelineSourceError: not a compiled pipeline YAML; the pipeline takes artifact inputs
-        (a KFP run cannot be given those); ``defaults`` names an input the pipeline does not have.
+        (a KFP run cannot be given those); ``defaults`` or ``exclude`` names an input the pipeline
+        does not have, or both name the same one.
     """
     from airflow.sdk import Param
 
@@ -90,43 +90,60 @@ def pipeline_params(
     title, parameters, artifacts = _read_inputs(path)
     if artifacts:
         listed = ", ".join(f"{name} ({kind})" for name, kind in sorted(artifacts.items()))
-        raise PipelineSourceError(
+        raise _source_error(
             f"pipeline {title or path!r} ({path}) takes artifact inputs ({listed}); a KFP run's runtime "
             "config carries parameters only, so these cannot come from DAG params. Make them parameters "
             "(e.g. a URI string) and load them inside the pipeline with dsl.importer"
         )
     overrides = dict(defaults or {})
-    unknown = sorted(set(overrides) - set(parameters))
-    if unknown:
-        raise PipelineSourceError(
-            f"defaults name {', '.join(map(repr, unknown))}, which pipeline {title or path!r} does not "
-            f"declare; its inputs are: {', '.join(sorted(parameters)) or 'none'}"
+    left_out = {exclude} if isinstance(exclude, str) else set(exclude)
+    for argument, names in (("defaults", overrides), ("exclude", left_out)):
+        unknown = sorted(set(names) - set(parameters), key=str)
+        if unknown:
+            raise _source_error(
+                f"{argument} names {', '.join(map(repr, unknown))}, which pipeline {title or path!r} does "
+                f"not declare; its inputs are: {', '.join(sorted(parameters)) or 'none'}"
+            )
+    both = sorted(set(overrides) & left_out)
+    if both:
+        raise _source_error(
+            f"{', '.join(map(repr, both))} is given a default and excluded; keep it in one of defaults= or exclude="
         )
     source = os.path.basename(path)
     return {
-        name: Param(**_param_kwargs(name, param, source, overrides)) for name, param in parameters.items()
+        name: Param(**_param_kwargs(name, param, source, overrides))
+        for name, param in parameters.items()
+        if name not in left_out
     }
 
 
-def _param_kwargs(name: str, param: InputParam, source: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
-    json_type: Any = JSON_SCHEMA_TYPES.get(param.type)
+def _param_kwargs(name: str, param: Mapping[str, Any], source: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    json_type: Any = JSON_SCHEMA_TYPES.get(param["type"])
     kwargs: dict[str, Any] = {
         "title": name,
-        "description": param.description or f"Pipeline input {name} ({param.type}) of {source}",
+        "description": param["description"] or f"Pipeline input {name} ({param['type']}) of {source}",
     }
     if name in overrides:
         kwargs["default"] = overrides[name]
-    elif param.has_default:
-        kwargs["default"] = copy.deepcopy(param.default)  # cached: a DAG must not edit another's list
-    elif param.optional:
+    elif param["has_default"]:
+        default = param["default"]
+        # cached: a DAG must not edit another's list
+        kwargs["default"] = copy.deepcopy(default) if isinstance(default, list | dict) else default
+    elif param["optional"]:
         kwargs["default"] = None
         if json_type:
             json_type = [json_type, "null"]  # the form shows the first non-null type, unmarked as required
     if json_type:  # a parameterType newer than this module: no type check rather than a wrong one
         kwargs["type"] = json_type
-    if param.literals:
-        kwargs["enum"] = list(param.literals)
+    if param["literals"]:
+        kwargs["enum"] = list(param["literals"])
     return kwargs
+
+
+def _source_error(message: str) -> Exception:
+    from kfp_bridge.utils.pipeline_specs import PipelineSourceError
+
+    return PipelineSourceError(message)
 
 
 def _caller_folder() -> str | None:
@@ -136,11 +153,18 @@ def _caller_folder() -> str | None:
 
 
 def _resolve(pipeline: str, dag_folder: str | None) -> str:
-    if not isinstance(pipeline, str) or not pipeline.strip().endswith(YAML_SUFFIXES):
-        raise PipelineSourceError(
+    if not isinstance(pipeline, str) or not pipeline.strip().endswith(_YAML_SUFFIXES):
+        raise _source_error(
             f"pipeline_params needs a compiled pipeline YAML (.yaml/.yml), got {pipeline!r}; compile the "
             "source with `kfp-bridge compile <file>.py` and pass the YAML's path (parsing never imports kfp)"
         )
+    reference = os.path.expanduser(pipeline.strip())
+    base = dag_folder if dag_folder is not None else os.getcwd()
+    resolved = os.path.normpath(os.path.abspath(os.path.join(base, reference)))  # join keeps an absolute one
+    if os.path.isfile(resolved):
+        return resolved
+    from kfp_bridge.utils.pipeline_specs import existing_pipeline_file  # for its error message
+
     return existing_pipeline_file(pipeline.strip(), dag_folder)
 
 
@@ -155,49 +179,73 @@ def _read_inputs(path: str) -> _Inputs:
     digest = hashlib.sha256(content).hexdigest()
     inputs = _BY_DIGEST.get(digest)
     if inputs is None:
-        spec = _load_slice(digest) or _store_slice(
-            digest, parse_pipeline_documents(content, path).pipeline_spec
-        )
-        inputs = (pipeline_name(spec), declared_inputs(spec), declared_artifacts(spec))
+        inputs = _load_entry(digest) or _store_entry(digest, _parse_inputs(content, path))
         _BY_DIGEST[digest] = inputs
     _BY_STAT[key] = digest
     return inputs
 
 
+def _parse_inputs(content: bytes, path: str) -> _Inputs:
+    """The first read of a pipeline: the YAML parse and the spec reading, with their modules."""
+    from kfp_bridge.utils.pipeline_inputs import declared_artifacts, declared_inputs
+    from kfp_bridge.utils.pipeline_specs import parse_pipeline_documents, pipeline_name
+
+    spec = parse_pipeline_documents(content, path).pipeline_spec
+    parameters = {
+        name: {
+            "type": param.type,
+            "default": param.default,
+            "has_default": param.has_default,
+            "optional": param.optional,
+            "description": param.description,
+            "literals": list(param.literals) if param.literals else None,
+        }
+        for name, param in declared_inputs(spec).items()
+    }
+    return pipeline_name(spec), parameters, declared_artifacts(spec)
+
+
 # Each parse runs in a fresh dag-processor child, so the in-memory cache above only helps within
 # one file. Parsing the YAML is most of this module's cost (~2-4 ms for iris.yaml, ~0.05 ms for
-# JSON): the part of the spec this module reads is kept on disk, named by the YAML's sha256.
+# JSON): what this module reads from the spec is kept on disk, named by the YAML's sha256.
 def _cache_path(digest: str) -> str:
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(root, "kfp-bridge", "pipeline-inputs", f"{digest}.json")
+    return os.path.join(root, "kfp-bridge", _CACHE_FORMAT, f"{digest}.json")
 
 
-def _load_slice(digest: str) -> dict[str, Any] | None:
+_FIELDS = {"type": str, "has_default": bool, "optional": bool, "description": str, "literals": (list, type(None))}
+
+
+def _load_entry(digest: str) -> _Inputs | None:
     try:
         with open(_cache_path(digest), encoding="utf-8") as stream:
-            spec = json.load(stream)
-    except (OSError, ValueError):
+            entry = json.load(stream)
+        title, parameters, artifacts = entry["name"], entry["parameters"], entry["artifacts"]
+    except (OSError, ValueError, TypeError, KeyError):
         return None
     valid = (
-        isinstance(spec, dict)
-        and isinstance(spec.get("root"), dict)
-        and isinstance(spec.get("pipelineInfo"), dict)
+        isinstance(title, str)
+        and isinstance(artifacts, dict)
+        and isinstance(parameters, dict)
+        and all(
+            isinstance(param, dict)
+            and "default" in param
+            and all(isinstance(param.get(field), kind) for field, kind in _FIELDS.items())
+            for param in parameters.values()
+        )
     )
-    return spec if valid else None  # anything else: re-read the YAML, never trust a damaged cache
+    return (title, parameters, artifacts) if valid else None  # never trust a damaged cache
 
 
-def _store_slice(digest: str, spec: Mapping[str, Any]) -> dict[str, Any]:
-    piece = {
-        "pipelineInfo": {"name": pipeline_name(spec)},
-        "root": {"inputDefinitions": spec.get("root", {}).get("inputDefinitions") or {}},
-    }
+def _store_entry(digest: str, inputs: _Inputs) -> _Inputs:
+    title, parameters, artifacts = inputs
     path = _cache_path(digest)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         partial = f"{path}.{os.getpid()}.tmp"
         with open(partial, "w", encoding="utf-8") as stream:
-            json.dump(piece, stream)
+            json.dump({"name": title, "parameters": parameters, "artifacts": artifacts}, stream)
         os.replace(partial, path)  # atomic: parallel parsers never read half a file
-    except OSError:
-        pass  # a read-only home only costs the YAML parse next time
-    return piece
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only home (or a default JSON cannot hold) only costs the YAML parse next time
+    return inputs

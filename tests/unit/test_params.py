@@ -14,6 +14,7 @@ from airflow.sdk import DAG, Param
 
 from kfp_bridge import params as params_module
 from kfp_bridge.params import pipeline_params
+from kfp_bridge.utils import pipeline_specs
 from kfp_bridge.utils.pipeline_specs import PipelineSourceError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +55,7 @@ def private_cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setattr(params_module, "_BY_STAT", {})
     monkeypatch.setattr(params_module, "_BY_DIGEST", {})
-    return tmp_path / "cache" / "kfp-bridge" / "pipeline-inputs"
+    return tmp_path / "cache" / "kfp-bridge" / params_module._CACHE_FORMAT
 
 
 @pytest.fixture
@@ -163,9 +164,9 @@ def test_defaults_supply_required_inputs_and_unknown_names_are_refused(typed_yam
 
 def test_cached_by_content_and_reread_when_the_file_changes(typed_yaml, monkeypatch):
     parsed: list[str] = []
-    real = params_module.parse_pipeline_documents
+    real = pipeline_specs.parse_pipeline_documents
     monkeypatch.setattr(
-        params_module,
+        pipeline_specs,
         "parse_pipeline_documents",
         lambda content, path: parsed.append(path) or real(content, path),
     )
@@ -189,7 +190,7 @@ def test_a_new_process_reads_the_disk_cache_not_the_yaml(typed_yaml, private_cac
     # A new dag-processor child: empty memory caches, and no YAML parse at all.
     monkeypatch.setattr(params_module, "_BY_STAT", {})
     monkeypatch.setattr(params_module, "_BY_DIGEST", {})
-    monkeypatch.setattr(params_module, "parse_pipeline_documents", lambda *a: pytest.fail("parsed the YAML"))
+    monkeypatch.setattr(pipeline_specs, "parse_pipeline_documents", lambda *a: pytest.fail("parsed the YAML"))
     again = pipeline_params(str(typed_yaml))
     assert {k: (p.value, p.schema) for k, p in again.items() if k != "a"} == {
         k: (p.value, p.schema) for k, p in first.items() if k != "a"
@@ -200,7 +201,7 @@ def test_a_new_process_reads_the_disk_cache_not_the_yaml(typed_yaml, private_cac
 def test_a_damaged_or_unwritable_cache_falls_back_to_the_yaml(typed_yaml, private_cache, monkeypatch):
     pipeline_params(str(typed_yaml))
     (entry,) = private_cache.glob("*.json")
-    entry.write_text('{"root": 3')
+    entry.write_text('{"name": 3')
     monkeypatch.setattr(params_module, "_BY_STAT", {})
     monkeypatch.setattr(params_module, "_BY_DIGEST", {})
     assert list(pipeline_params(str(typed_yaml))) == list(TYPED)
@@ -312,3 +313,50 @@ def test_a_scheduled_dag_needs_defaults_for_required_inputs(typed_yaml):
         params=pipeline_params(str(typed_yaml), defaults={"a": "x"}),
     )
     assert dag.params["a"] == "x"
+
+
+def test_exclude_leaves_inputs_to_the_task_and_refuses_unknown_or_doubled_names(typed_yaml):
+    got = pipeline_params(str(typed_yaml), exclude=["a", "h"])
+    assert "a" not in got and "h" not in got and "b" in got
+    # A scheduled DAG whose only required input is set by the task parses.
+    DAG("sched_excluded", schedule="@daily", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), params=got)
+    with pytest.raises(PipelineSourceError, match=r"exclude names 'lr'.*its inputs are: a, b"):
+        pipeline_params(str(typed_yaml), exclude=["lr"])
+    with pytest.raises(PipelineSourceError, match=r"'a' is given a default and excluded"):
+        pipeline_params(str(typed_yaml), defaults={"a": "x"}, exclude=["a"])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        {"name": "typed", "parameters": {"a": {"type": "STRING"}}, "artifacts": {}},  # fields missing
+        {"name": "typed", "parameters": [], "artifacts": {}},
+        {"name": "typed", "artifacts": {}},
+        [1, 2],
+    ],
+)
+def test_a_cache_entry_of_the_wrong_shape_is_never_trusted(typed_yaml, private_cache, monkeypatch, damage):
+    import json
+
+    pipeline_params(str(typed_yaml))
+    (entry,) = private_cache.glob("*.json")
+    entry.write_text(json.dumps(damage))
+    monkeypatch.setattr(params_module, "_BY_STAT", {})
+    monkeypatch.setattr(params_module, "_BY_DIGEST", {})
+    assert list(pipeline_params(str(typed_yaml))) == list(TYPED)
+
+
+def test_a_cached_parse_imports_neither_yaml_reading_nor_input_modules(typed_yaml, tmp_path):
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from kfp_bridge.params import pipeline_params; "
+        f"pipeline_params({str(typed_yaml)!r}); "
+        "print(sorted(m for m in sys.modules if m.startswith('kfp_bridge.utils.pipeline')))"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "proc-cache")}
+    first = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    again = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert "kfp_bridge.utils.pipeline_specs" in first.stdout  # the first read parses the YAML
+    assert again.stdout.strip() == "[]"
