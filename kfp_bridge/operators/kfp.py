@@ -5,30 +5,34 @@ raise with the failed steps, or return the result. A task that runs again (retry
 worker) first looks for its previous run, by the saved id or by the run's deterministic tag, and
 reattaches, returns, or asks KFP to retry only the failed steps; it never submits a duplicate.
 
-Import cost matters: DAG files import this module at parse time, so kfp, kfp_server_api and
-kubernetes are imported only inside ``execute``.
+Import cost matters: DAG files import this module at parse time (the budget: 20 of these parse
+within 5% of 20 EmptyOperators, benchmarks/parse_time.py), so everything only ``execute`` needs —
+kfp, kfp_server_api, kubernetes, the hook, run tags, run states, the argument patterns — is
+imported or compiled there.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 from kfp_bridge.links.kfp import KfpRunLink
-from kfp_bridge.utils.run_tags import TaskIdentity, task_identity
-from kfp_bridge.utils.states import RunStatus
 
 if TYPE_CHECKING:
+    import re
+
     from airflow.sdk import Context
 
     from kfp_bridge.hooks.kfp import KfpHook
+    from kfp_bridge.utils.run_tags import TaskIdentity
+    from kfp_bridge.utils.states import RunStatus
 
 RUN_ID_KEY = "kfp_run_id"
 # {"run_id", "reason"} of a run this task terminated (kill, timeout): KFP 2.17 stores it FAILED (K2).
@@ -40,11 +44,23 @@ ON_RERUN_CHOICES = ("retry", "new_run")
 # the pipeline was already uploaded.
 EXPERIMENT_NAME_MAX = 128
 RUN_NAME_MAX = 255
-_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-# C0/C1 controls, bidi overrides/isolates and marks (a "Trojan source" name reads differently from
-# what it is), line and paragraph separators, zero-width characters and the BOM.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+# Keys of the asset event extra a successful run attaches to each Asset in ``outlets``.
+ASSET_EXTRA_KEYS = ("kfp_run_id", "kfp_run_url", "pipeline_name", "pipeline_version", "pipeline_version_id", "model_uri")
+_PATTERNS = {
+    "dns1123_label": r"[a-z0-9]([-a-z0-9]*[a-z0-9])?",
+    "dns1123_subdomain": r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*",
+    # C0/C1 controls, bidi overrides/isolates and marks (a "Trojan source" name reads differently from
+    # what it is), line and paragraph separators, zero-width characters and the BOM.
+    "control": r"[\x00-\x1f\x7f-\x9f\u200b\u200e\u200f\u2028-\u202e\u2060-\u2069\ufeff]",
+}
+
+
+@cache
+def _pattern(name: str) -> re.Pattern[str]:
+    # Compiled on first use: a DAG file imports this module, only execute checks names.
+    import re
+
+    return re.compile(_PATTERNS[name])
 
 
 class KfpRunError(RuntimeError):
@@ -85,7 +101,7 @@ def check_boolean(owner: str, name: str, value: Any, *, optional: bool = False) 
 def check_conn_id(owner: str, name: str, value: Any, *, optional: bool = False) -> None:
     if value is None and optional:
         return
-    if not isinstance(value, str) or not value.strip() or _CONTROL.search(value):
+    if not isinstance(value, str) or not value.strip() or _pattern("control").search(value):
         raise _bad(owner, name, "the id of an Airflow connection (a non-empty string)", value)
 
 
@@ -97,7 +113,7 @@ def check_name(owner: str, name: str, value: Any, *, limit: int, optional: bool)
         raise _bad(owner, name, "a non-empty string", value, fix)
     if len(value) > limit:
         raise _bad(owner, name, f"at most {limit} characters (KFP 2.17's limit), not {len(value)}", value)
-    if _CONTROL.search(value):
+    if _pattern("control").search(value):
         raise _bad(owner, name, "free of control characters (newline, tab, NUL, bidi overrides, zero-width, ...)", value)
 
 
@@ -110,14 +126,14 @@ def check_namespace(owner: str, value: Any) -> None:
             "It rendered to nothing; KFP would silently use another namespace. Fix the template, or drop "
             "namespace= to use the connection's.",
         )
-    if len(value) > 63 or not _DNS1123_LABEL.fullmatch(value):
+    if len(value) > 63 or not _pattern("dns1123_label").fullmatch(value):
         raise _bad(owner, "namespace", "a Kubernetes namespace name (DNS-1123 label: a-z, 0-9, '-', at most 63)", value)
 
 
 def check_service_account(owner: str, value: Any) -> None:
     if value is None:
         return
-    if not isinstance(value, str) or len(value) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(value):
+    if not isinstance(value, str) or len(value) > 253 or not _pattern("dns1123_subdomain").fullmatch(value):
         raise _bad(
             owner, "service_account",
             "a Kubernetes service account name (DNS-1123 subdomain: a-z, 0-9, '-', '.', at most 253)", value,
@@ -132,7 +148,19 @@ class KfpRunOperator(BaseOperator):
         It is uploaded as a pipeline version named by its content hash, so an unchanged pipeline is
         uploaded once and every run references exactly what is in git.
     :param params: pipeline parameters (templated); checked against the pipeline's inputs before
-        anything is submitted. DAG-level Airflow params the pipeline does not declare are ignored.
+        anything is submitted. DAG-level Airflow params are not sent unless ``params_from_dag``.
+    :param params_from_dag: also take the pipeline's parameters from the DAG's params (as
+        resolved for the run: the Trigger form's values or ``dag_run.conf`` override the defaults),
+        so ``DAG(params=pipeline_params(...))`` gives on-call a typed form. Only DAG params that are
+        pipeline inputs are sent. An input may come from the DAG's params or from ``params``, not
+        both; a DAG with none of the pipeline's inputs among its params is refused.
+    :param model_uri: where the run leaves the model (templated, e.g. the ``model_dir`` it was
+        given). Returned with the result and put on the asset events.
+    :param outlets: Airflow assets this task updates (``Asset("kfp://<pipeline>/model")``). A
+        successful run attaches to each Asset's event ``extra``: ``kfp_run_id``, ``kfp_run_url``,
+        ``pipeline_name``, ``pipeline_version`` (the content-hash version name),
+        ``pipeline_version_id`` and ``model_uri``; a DAG scheduled on the asset reads them from
+        ``triggering_asset_events``.
     :param experiment: KFP experiment name (templated), created if missing.
     :param run_name: run display name (templated); default ``"<pipeline> <dag_id>.<task_id> <logical date>"``.
     :param namespace: Kubeflow profile namespace (templated); default: the connection's.
@@ -150,7 +178,7 @@ class KfpRunOperator(BaseOperator):
         where the log is.
     """
 
-    template_fields: Sequence[str] = ("pipeline", "run_name", "experiment", "namespace", "pipeline_params")
+    template_fields: Sequence[str] = ("pipeline", "run_name", "experiment", "namespace", "pipeline_params", "model_uri")
     template_fields_renderers = {"pipeline_params": "json"}
     operator_extra_links = (KfpRunLink(),)
     ui_color = "#e3f2fd"
@@ -171,6 +199,8 @@ class KfpRunOperator(BaseOperator):
         on_rerun: str = "retry",
         service_account: str | None = None,
         kubernetes_conn_id: str | None = None,
+        params_from_dag: bool = False,
+        model_uri: str | None = None,
         **kwargs: Any,
     ) -> None:
         # Airflow merges DAG-level params into ``params``; the pipeline's own values are kept apart
@@ -189,10 +219,14 @@ class KfpRunOperator(BaseOperator):
         self.on_rerun = on_rerun
         self.service_account = service_account
         self.kubernetes_conn_id = kubernetes_conn_id
-        self._run_id: str | None = None
-        self._hook: KfpHook | None = None
-        self._store: Any = None
-        self._spec: dict[str, Any] | None = None
+        self.params_from_dag = params_from_dag
+        self.model_uri = model_uri
+
+    # Execution state, set by execute: class-level defaults keep 20 operators in a DAG file cheap.
+    _run_id: str | None = None
+    _hook: KfpHook | None = None
+    _store: Any = None
+    _spec: dict[str, Any] | None = None
 
     @classmethod
     def get_serialized_fields(cls) -> frozenset[str]:
@@ -227,14 +261,21 @@ class KfpRunOperator(BaseOperator):
         self.log.info("KFP run %s: %s", run_id, url)
 
         status = self._status(hook, run)
+        names = {"pipeline_name": prepared["pipeline_name"], "pipeline_version": prepared["version_name"]}
         if status.is_terminal:
-            return self._finish(hook, status)
+            return self._finish(hook, status, context, **names)
         self._forget_terminated(run_id)  # running again (retried): a later failure is its own
         if self.deferrable:
-            self._defer(run_id)
-        return self._finish(hook, self._wait(hook, run_id))
+            self._defer(run_id, names)
+        return self._finish(hook, self._wait(hook, run_id), context, **names)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    def execute_complete(
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        pipeline_name: str | None = None,
+        pipeline_version: str | None = None,
+    ) -> dict[str, Any]:
         if not event or "status" not in event:
             raise KfpRunError(f"The KFP trigger returned no usable event ({event!r}).")
         self._store = context.get("task_state_store")
@@ -246,7 +287,9 @@ class KfpRunOperator(BaseOperator):
         run = hook.get_run(run_id)
         if event["status"] == "timeout":
             self._record_terminated(run_id, f"timeout={self.timeout} passed")
-        return self._finish(hook, self._status(hook, run))
+        return self._finish(
+            hook, self._status(hook, run), context, pipeline_name=pipeline_name, pipeline_version=pipeline_version
+        )
 
     def on_kill(self) -> None:
         """The task was killed while waiting synchronously: terminate the KFP run too.
@@ -307,6 +350,8 @@ class KfpRunOperator(BaseOperator):
         return None
 
     def _status(self, hook: KfpHook, run: dict[str, Any]) -> RunStatus:
+        from kfp_bridge.utils.states import RunStatus
+
         spec = self._spec or hook.pipeline_spec_of(run)
         return RunStatus.from_api(run, spec, terminated_by_airflow=self._terminated_reason(run.get("run_id") or ""))
 
@@ -321,14 +366,11 @@ class KfpRunOperator(BaseOperator):
         if self.enable_caching is not None:
             spec = pipelines.with_caching(spec, self.enable_caching)
         declared = pipelines.declared_inputs(spec)
-        # Conf given when triggering (UI form or API) overrides a parameter of this task, as it does
-        # Airflow params ([core] dag_run_conf_overrides_params).
-        overrides: dict[str, Any] = {}
-        if conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True):
-            run_conf = getattr(context.get("dag_run"), "conf", None) or {}
-            overrides = {k: v for k, v in run_conf.items() if k in declared and k in self.pipeline_params}
-        params = pipelines.validate_params(spec, {**self.pipeline_params, **overrides})
         name = spec.get("pipelineInfo", {}).get("name") or "pipeline"
+        values, origins = _run_values(
+            context, declared, self.pipeline_params, from_dag=self.params_from_dag, pipeline=name
+        )
+        params = pipelines.validate_params(spec, values, origins=origins)
         return {
             "spec": spec,
             "params": params,
@@ -355,8 +397,20 @@ class KfpRunOperator(BaseOperator):
         check_conn_id(owner, "kubernetes_conn_id", self.kubernetes_conn_id, optional=True)
         if not isinstance(self.pipeline_params, dict):
             raise _bad(owner, "params", "a dict of pipeline parameter values", self.pipeline_params)
+        check_boolean(owner, "params_from_dag", self.params_from_dag)
+        if self.model_uri is not None and (
+            not isinstance(self.model_uri, str) or not self.model_uri.strip() or _pattern("control").search(self.model_uri)
+        ):
+            raise _bad(
+                owner, "model_uri", "a non-empty URI or path without control characters", self.model_uri,
+                "Check the template, or leave model_uri out.",
+            )
+        if self.model_uri is None and any(True for _ in _outlet_assets(self.outlets)):
+            self.log.info("model_uri is not set: the asset events carry the KFP run but no model location")
 
     def _identity(self, context: Context) -> TaskIdentity:
+        from kfp_bridge.utils.run_tags import task_identity
+
         return task_identity(context["dag"].dag_id, self.task_id, context["run_id"], _map_index(context))
 
     def _get_hook(self) -> KfpHook:
@@ -433,7 +487,7 @@ class KfpRunOperator(BaseOperator):
         seconds = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
         return time.time() + seconds
 
-    def _defer(self, run_id: str) -> None:
+    def _defer(self, run_id: str, names: dict[str, str]) -> None:
         from kfp_bridge.triggers.kfp import KfpRunTrigger
 
         self.defer(
@@ -444,6 +498,7 @@ class KfpRunOperator(BaseOperator):
                 deadline=self._deadline(),
             ),
             method_name="execute_complete",
+            kwargs=names,  # the pipeline's name and version for the asset events, known only here
         )
 
     def _wait(self, hook: KfpHook, run_id: str) -> RunStatus:
@@ -473,20 +528,41 @@ class KfpRunOperator(BaseOperator):
             time.sleep(self.poll_interval)
 
     # ----- result ------------------------------------------------------------------------------
-    def _finish(self, hook: KfpHook, status: RunStatus) -> dict[str, Any]:
+    def _finish(
+        self,
+        hook: KfpHook,
+        status: RunStatus,
+        context: Context,
+        *,
+        pipeline_name: str | None = None,
+        pipeline_version: str | None = None,
+    ) -> dict[str, Any]:
         if not status.is_success:
             raise KfpRunError(self._failure_message(hook, status))
         cached = [step.name for step in status.steps if step.cached]
         if cached:
             self.log.info("KFP served %d step(s) from its cache (not run again): %s", len(cached), ", ".join(cached))
-        return {
+        result = {
             "run_id": status.run_id,
             "state": status.state.value,
             "url": hook.settings.run_url(status.run_id),
             "experiment_id": status.experiment_id,
             "pipeline_version_id": status.pipeline_version_id,
             "steps": status.step_states(),
+            "model_uri": self.model_uri,
         }
+        extra = {
+            "kfp_run_id": result["run_id"],
+            "kfp_run_url": result["url"],
+            "pipeline_name": pipeline_name,
+            "pipeline_version": pipeline_version,
+            "pipeline_version_id": result["pipeline_version_id"],
+            "model_uri": self.model_uri,
+        }
+        for asset in _outlet_assets(self.outlets):
+            context["outlet_events"][asset].extra.update(extra)
+            self.log.info("Asset %s: event with model %s from KFP run %s", asset.uri, self.model_uri, status.run_id)
+        return result
 
     def _failure_message(self, hook: KfpHook, status: RunStatus) -> str:
         """The failed steps by pipeline path with the run link, and each one's log tail (or where it is)."""
@@ -565,3 +641,61 @@ def _task_level_values(params: Any) -> dict[str, Any]:
         if getattr(param, "source", "task") != "dag":
             values[key] = param.value
     return values
+
+
+def _outlet_assets(outlets: Any) -> list[Any]:
+    """The task's outlets that are Assets (an AssetAlias gets no event from this task)."""
+    from airflow.sdk import Asset
+
+    return [outlet for outlet in outlets or () if isinstance(outlet, Asset)]
+
+
+def _run_values(
+    context: Context,
+    declared: dict[str, Any],
+    task_values: dict[str, Any],
+    *,
+    from_dag: bool,
+    pipeline: str,
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The pipeline's parameter values for this run, and where each came from (for error messages).
+
+    Conf given when triggering (UI form or API) overrides a parameter of this task, as it does
+    Airflow params ([core] dag_run_conf_overrides_params). With ``from_dag``, the DAG's params that
+    are pipeline inputs come from ``context["params"]``, which Airflow already resolved (defaults,
+    then conf) and validated against the Params' JSON schema.
+    """
+    run_conf = getattr(context.get("dag_run"), "conf", None) or {}
+    conf_wins = conf.getboolean("core", "dag_run_conf_overrides_params", fallback=True)
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    if from_dag:
+        dag_params = getattr(context["dag"], "params", None) or {}
+        wanted = [key for key in dag_params if key in declared]
+        both = sorted(key for key in wanted if key in task_values)
+        if both:
+            raise KfpArgumentError(
+                f"KfpRunOperator with params_from_dag=True: {', '.join(map(repr, both))} is both a DAG param and "
+                f"in the task's params; give each pipeline input in one place (drop it from params=, or from the "
+                f"DAG's params with pipeline_params(..., exclude=[...]))"
+            )
+        if not wanted:
+            shown = ", ".join(sorted(dag_params)) or "none"
+            raise KfpArgumentError(
+                f"KfpRunOperator with params_from_dag=True, but none of the DAG's params ({shown}) is an input of "
+                f"pipeline {pipeline!r} (inputs: {', '.join(sorted(declared)) or 'none'}); build the DAG's params "
+                "with kfp_bridge.params.pipeline_params(<the pipeline YAML>), or drop params_from_dag"
+            )
+        resolved = context.get("params") or {}
+        for key in wanted:
+            if key in resolved:
+                values[key] = resolved[key]
+                given = conf_wins and key in run_conf
+                origins[key] = f"dag_run.conf[{key!r}]" if given else f"the DAG param {key!r}"
+    for key, value in task_values.items():
+        values[key] = value
+        origins[key] = f"params[{key!r}]"
+        if conf_wins and key in run_conf and key in declared:
+            values[key] = run_conf[key]
+            origins[key] = f"dag_run.conf[{key!r}]"
+    return values, origins

@@ -98,7 +98,9 @@ def _native_number(kind: str, value: Any) -> Any:
     return value
 
 
-def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -> dict[str, Any]:
+def validate_params(
+    spec: Mapping[str, Any], params: Mapping[str, Any] | None, *, origins: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Check run parameters against the pipeline's inputs and return them ready for the API.
 
     Numbers are coerced where no information is lost (int → float for NUMBER_DOUBLE, 3.0 → 3 for
@@ -106,9 +108,12 @@ def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
     KFP backend would only fail later, inside the run. None for an optional parameter without a
     default is left out, so the pipeline sees "not given".
 
+    :param origins: where each value came from, for the messages (default ``params['<name>']``),
+        e.g. ``dag_run.conf['lr']`` or ``the DAG param 'lr'``.
     :raises PipelineParamsError: one error listing every problem (unknown, missing, wrong type).
     """
     params = dict(params or {})
+    origins = origins or {}
     declared = declared_inputs(spec)
     title = pipeline_name(spec) or "pipeline"
     problems: list[str] = []
@@ -128,7 +133,7 @@ def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
             default = f"; omit it to use the default {param.default!r}" if param.has_default else ""
             problems.append(
                 f"pipeline parameter {name!r} expects {_TYPE_WORDS.get(param.type, param.type)} "
-                f"({param.type}), got None from params[{name!r}]{default}"
+                f"({param.type}), got None from {origins.get(name, f'params[{name!r}]')}{default}"
             )
             continue
         ok, result, hint = _coerce(param.type, value)
@@ -137,7 +142,7 @@ def validate_params(spec: Mapping[str, Any], params: Mapping[str, Any] | None) -
         else:
             problems.append(
                 f"pipeline parameter {name!r} expects {_TYPE_WORDS.get(param.type, param.type)} ({param.type}), "
-                f"got {_short_repr(value)} ({type(value).__name__}) from params[{name!r}]{hint}"
+                f"got {_short_repr(value)} ({type(value).__name__}) from {origins.get(name, f'params[{name!r}]')}{hint}"
             )
 
     for name, param in declared.items():
