@@ -327,19 +327,7 @@ def baseline(stack: AirflowStack, samples: int = 10) -> dict[str, list[float]]:
 
 
 # ----- acceptance 2 -------------------------------------------------------------------------------------
-HUNG_XFAIL = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "kfp_bridge/hooks/kfp.py passes SHORT_POLICY.request_timeout (8.0, a float) as _request_timeout; "
-        "kfp_server_api's rest client honours only an int or a (connect, read) tuple, so the request has "
-        "no timeout, and urllib3's default Retry(3) would repeat it 3 more times: against a KFP that "
-        "accepts and never answers, a tab request waits until the connection is dropped"
-    ),
-)
-
-
-@pytest.mark.parametrize("outage", ["refused", "503", pytest.param("hung", marks=HUNG_XFAIL)])
+@pytest.mark.parametrize("outage", ["refused", "503", "hung"])
 def test_tab_says_kfp_unavailable_within_10s_and_airflow_keeps_answering(
     ui_stack: AirflowStack, down_task: DownTask, outage: str
 ) -> None:
