@@ -44,11 +44,16 @@ PROBE = textwrap.dedent(
     import json, runpy, sys, time
     import airflow.sdk  # the dag-processor has this loaded before it parses any file
     from airflow.sdk import DAG  # noqa: F401
+    before = set(sys.modules)
     cpu, wall = time.process_time(), time.perf_counter()
     runpy.run_path(sys.argv[1])
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    # What parsing the file imported. Not what was loaded before it: with the openlineage provider
+    # installed, `import airflow.sdk` itself loads airflow.providers.openlineage.get_provider_info
+    # (provider discovery), whatever the DAG file holds.
+    added = set(sys.modules) - before
     def loaded(top):
-        return any(m == top or m.startswith(top + ".") for m in sys.modules)
+        return any(m == top or m.startswith(top + ".") for m in added)
     print(json.dumps({
         "seconds": cpu,
         "wall": wall,

@@ -45,3 +45,12 @@ def test_twenty_operators_and_pipeline_params_do_not_import_kfp_kubernetes_or_op
     out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert (result["kfp"], result["kubernetes"], result["openlineage"]) == (False, False, False)
+
+
+@pytest.mark.parametrize("module", ["kfp", "kubernetes", "openlineage"])
+def test_the_probe_sees_a_heavy_import_made_by_the_dag_file(tmp_path, module):
+    # Positive control: the checks above would catch a DAG file that pulls one of these in.
+    path = tmp_path / f"imports_{module}.py"
+    path.write_text(f"import {module}\n")
+    out = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1])[module] is True
