@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from kfp_bridge.lineage.mixins import KfpRunLineage
 from kfp_bridge.links.kfp import KfpRunLink
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def check_service_account(owner: str, value: Any) -> None:
         )
 
 
-class KfpRunOperator(BaseOperator):
+class KfpRunOperator(KfpRunLineage, BaseOperator):
     """Run a Kubeflow Pipelines (v2) pipeline and wait for it.
 
     :param pipeline: compiled pipeline YAML (absolute, or relative to the DAG file's folder), or

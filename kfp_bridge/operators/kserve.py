@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
+from kfp_bridge.lineage.mixins import KServeRolloutLineage
 from kfp_bridge.links.kserve import InferenceServiceLink
 from kfp_bridge.utils import kserve_status as ks
 from kfp_bridge.utils import rollout as ro
@@ -447,7 +448,7 @@ class KServeRolloutMachine(BaseOperator):
         return self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
 
 
-class KServeRolloutOperator(KServeRolloutMachine):
+class KServeRolloutOperator(KServeRolloutLineage, KServeRolloutMachine):
     """Roll a new model out to a KServe InferenceService, canary first, and roll back on any failure.
 
     :param inference_service: name of an existing InferenceService.
