@@ -142,7 +142,9 @@ def test_task_group_mirrors_each_step_and_the_action_is_guarded(
     # Audited, and a run that is not FAILED/CANCELED is refused with the reason.
     # Every attempt is audited with its user and outcome: the viewer's and the forged ones refused
     # (the anonymous 401 has no user, the GET never reaches the action), the admin's done.
-    events = ui_stack.get("/api/v2/eventLogs", params={"event": "kfp_bridge.retry_failed_steps"}).json()
+    # This DAG's rows only: other UI tests on the shared stack retry too.
+    audit = {"event": "kfp_bridge.retry_failed_steps", "dag_id": GROUP, "limit": 100}
+    events = ui_stack.get("/api/v2/eventLogs", params=audit).json()
     rows = [
         (
             e["owner"],
