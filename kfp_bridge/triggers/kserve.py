@@ -15,10 +15,11 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from kfp_bridge.triggers.base import keep_cancellation
+from kfp_bridge.triggers.base import keep_cancellation, outlast_cancel_requests
 from kfp_bridge.utils import rollout as ro
 
 ON_KILL_WAIT_S = 20.0  # of the triggerer's 30 s on_kill budget
+ON_KILL_BUDGET_S = 25.0  # patch + wait, under [triggerer] on_kill_timeout
 # A wait that ends this soon after the deferral is handed back only this long after it: Airflow
 # 3.3.2 can fail a task resumed before the scheduler processed the deferring process's exit
 # ("finished with state success, but ... running"; apache/airflow#71580, #72716).
@@ -151,7 +152,12 @@ class KServeRolloutTrigger(BaseTrigger):
         Airflow does not call the operator's ``on_kill`` for a deferred task (apache/airflow#36090);
         the triggerer calls this instead and allows it ``[triggerer] on_kill_timeout`` (30 s), so
         after the one rollback patch it waits briefly to log that the previous revision holds 100%.
+        The triggerer cancels the trigger again about once a second meanwhile: the rollback runs in
+        its own task so a patch in flight is never cut off (:func:`outlast_cancel_requests`).
         """
+        await outlast_cancel_requests(self._roll_back_on_kill(), ON_KILL_BUDGET_S)
+
+    async def _roll_back_on_kill(self) -> None:
         try:
             r = ro.Rollout.from_json(self.rollout)
         except (KeyError, TypeError, ValueError):
