@@ -503,9 +503,9 @@ def _write_doc(results: list[tuple[Row, str, list[str]]]) -> None:
     DOC.write_text("\n".join(lines))
 
 
-# ----- known gaps in the stand-ins (strict xfail: when a stand-in is fixed, move the row into the table) -----
-@pytest.mark.xfail(strict=True, reason="kube stand-in does not validate metadata.name (real API server: 422 Invalid)")
-def test_gap_kube_stand_in_accepts_an_invalid_object_name(kube_stand_in):
+# ----- the stand-ins refuse what the real servers refuse (these were strict-xfail gaps until fixed) -----
+def test_kube_stand_in_refuses_an_invalid_object_name_like_the_api_server(kube_stand_in):
+    """apimachinery IsDNS1123Subdomain on create: 422 Invalid, before any webhook."""
     name = "catalogue.Bad_Name"
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceService",
             "metadata": {"name": name, "namespace": "default"},
@@ -515,12 +515,17 @@ def test_gap_kube_stand_in_accepts_an_invalid_object_name(kube_stand_in):
         if response.status_code < 300:
             http.delete(f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}/{name}")
     assert response.status_code == 422, response.text[:300]
+    body = response.json()
+    assert body["reason"] == "Invalid" and "RFC 1123 subdomain" in body["message"], body
+    assert body["details"]["causes"][0]["field"] == "metadata.name"
 
 
-@pytest.mark.xfail(strict=True, reason="KFP stand-in stores experiment names over 128 characters (KFP 2.17: varchar(128))")
-def test_gap_kfp_stand_in_accepts_an_oversized_experiment_name(kfp_stand_in):
+def test_kfp_stand_in_refuses_an_oversized_experiment_name_like_kfp_2_17(kfp_stand_in):
+    """KFP 2.17 has no API-level check: MySQL refuses the insert into Name varchar(128) (Error 1406)
+    and ExperimentStore.CreateExperiment answers an internal error (500)."""
     with kfp_stand_in.http() as http:
         response = http.post(f"{API}/experiments", json={"display_name": "x" * 100_000})
         if response.status_code < 300:
             http.delete(f"{API}/experiments/{response.json()['experiment_id']}")
-    assert response.status_code >= 400, "created an experiment with a 100000-character name"
+    assert response.status_code == 500, "created an experiment with a 100000-character name"
+    assert "Data too long for column 'Name'" in response.json()["message"]

@@ -41,6 +41,7 @@ from kfp_bridge.local.kfp.wire import (
 )
 
 DEFAULT_EXPERIMENT = "Default"
+EXPERIMENT_NAME_MAX = 128  # characters: the experiments table's Name varchar(128)
 DEFAULT_SERVICE_ACCOUNT = "pipeline-runner"
 TERMINABLE = ("PENDING", "RUNNING", "PAUSED", "RUNTIME_STATE_UNSPECIFIED")
 # A run whose workflow is Failed/Error (workflow.go GenerateRetryExecution). The stand-in has no
@@ -230,6 +231,11 @@ class KfpService:
             if any(e["display_name"] == name and (e.get("namespace") or "") == namespace
                    for e in self.store.all("experiments")):
                 raise ApiError(ALREADY_EXISTS, f"an experiment named {name!r} already exists; pick another display_name or reuse it")
+            if len(name) > EXPERIMENT_NAME_MAX:
+                # No API-level check in 2.17: MySQL's strict mode refuses the insert (model/experiment.go
+                # Name varchar(128)), and ExperimentStore.CreateExperiment reports an internal error.
+                cause = "Error 1406 (22001): Data too long for column 'Name' at row 1"
+                raise internal_server_error(cause, f"Failed to add experiment to experiment table: {cause}")
             doc = self._insert_experiment(name, _text(body, "description"), namespace)
         return wire.render_experiment(doc)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import sqlite3
 import time
 import uuid
@@ -55,6 +56,26 @@ class WatchEvent:
         if now:
             return "ADDED"
         return "DELETED" if before else None
+
+
+# apimachinery validation.IsDNS1123Subdomain: what the API server requires of a custom resource's name.
+_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def validate_name(name: Any) -> None:
+    """metadata.name as the API server checks it on create (422 Invalid), before any webhook."""
+    text = str(name)
+    if len(text) > 253:
+        raise errors.invalid(text, "metadata.name", "must be no more than 253 characters", text)
+    if not _DNS1123_SUBDOMAIN.match(text):
+        raise errors.invalid(
+            text,
+            "metadata.name",
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+            "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+            f"validation is '{_DNS1123_SUBDOMAIN.pattern[1:-1]}')",
+            text,
+        )
 
 
 def validate_spec(name: str | None, obj: dict[str, Any]) -> None:
@@ -165,6 +186,7 @@ class Store:
                 f"the namespace of the provided object ({meta['namespace']}) does not match the namespace "
                 f"sent on the request ({ns})"
             )
+        validate_name(name)
         if (ns, name) in self.objects:
             raise errors.already_exists(name)
         validate_spec(name, body)
