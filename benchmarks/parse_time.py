@@ -1,4 +1,10 @@
-"""Parse cost of a DAG file with 20 KfpRunOperators (and ``pipeline_params``) against 20 EmptyOperators.
+"""Parse cost of a DAG file with 20 KfpRunOperators (and ``pipeline_params``) against the same DAG with EmptyOperators.
+
+Three files, 20 tasks each: ``kfp`` (KfpRunOperators, ``params=pipeline_params("pipelines/iris.yaml")``),
+``empty`` (the same DAG: the same Params written out by hand, EmptyOperators) and ``bare``
+(EmptyOperators, no params). ``parse_ratio`` is kfp/empty: what the provider adds to a DAG with a
+typed Trigger form. ``bare_ratio`` is kfp/bare; it also counts Airflow's own cost of DAG params
+(every task deep-copies the DAG's Params), which the same DAG with any operator pays.
 
 Each sample is a fresh interpreter that has already imported ``airflow.sdk`` (as a dag-processor
 has) and then times executing the DAG file, so the figure is what our operators add to parsing.
@@ -9,8 +15,8 @@ a core; the wall-clock ratio is printed beside it. ``--breakdown`` adds what eac
 imports beyond the EmptyOperator file costs (``python -X importtime``, self time, median). The last line is
 machine-readable:
 
-    parse_ratio=R kfp_ms=K empty_ms=E wall_ratio=W imports_kfp=False imports_kubernetes=False
-    imports_openlineage=False samples=N
+    parse_ratio=R kfp_ms=K empty_ms=E bare_ms=B bare_ratio=R2 wall_ratio=W imports_kfp=False
+    imports_kubernetes=False imports_openlineage=False samples=N
 """
 
 from __future__ import annotations
@@ -35,9 +41,14 @@ from airflow.sdk import DAG
 {import_line}
 with DAG(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False{params}) as dag:
 """
-KFP_TASK = '    KfpRunOperator(task_id="t{i}", pipeline="pipelines/iris.yaml", params={{"model_dir": "/tmp/m{i}"}})\n'
+# As dags/kfp_train.py does: the form from the pipeline, the output folder set per task.
+KFP_TASK = (
+    '    KfpRunOperator(task_id="t{i}", pipeline="pipelines/iris.yaml", params={{"model_dir": "/tmp/m{i}"}}, '
+    "params_from_dag=True)\n"
+)
 EMPTY_TASK = '    EmptyOperator(task_id="t{i}")\n'
 HEAVY = ("kfp", "kubernetes", "openlineage")
+KINDS = ("kfp", "empty", "bare")
 
 PROBE = textwrap.dedent(
     """
@@ -65,6 +76,20 @@ PROBE = textwrap.dedent(
 )
 
 
+def _literal_params() -> str:
+    """``pipeline_params`` of iris.yaml as Python source: the same form, written by hand."""
+    from kfp_bridge.params import pipeline_params
+
+    params = pipeline_params(str(PIPELINE), exclude=["model_dir"])
+    entries = ", ".join(
+        f"{name!r}: Param({param.value!r}, description={param.description!r}, "
+        + ", ".join(f"{key}={value!r}" for key, value in param.schema.items())
+        + ")"
+        for name, param in params.items()
+    )
+    return "{" + entries + "}"
+
+
 def write_dag(folder: Path, kind: str, tasks: int) -> Path:
     if kind == "kfp":
         # The pipeline next to the DAG file, as in dags/: pipeline_params reads it at parse time.
@@ -74,14 +99,15 @@ def write_dag(folder: Path, kind: str, tasks: int) -> Path:
             import_line="from kfp_bridge.operators.kfp import KfpRunOperator\n"
             "from kfp_bridge.params import pipeline_params",
             dag_id="bench_kfp",
-            params=', params=pipeline_params("pipelines/iris.yaml", defaults={"model_dir": "/tmp/m"})',
+            params=', params=pipeline_params("pipelines/iris.yaml", exclude=["model_dir"])',
         )
         text += "".join(KFP_TASK.format(i=i) for i in range(tasks))
     else:
         text = HEADER.format(
-            import_line="from airflow.providers.standard.operators.empty import EmptyOperator",
-            dag_id="bench_empty",
-            params="",
+            import_line="from airflow.providers.standard.operators.empty import EmptyOperator\n"
+            + ("from airflow.sdk import Param" if kind == "empty" else ""),
+            dag_id=f"bench_{kind}",
+            params=f", params={_literal_params()}" if kind == "empty" else "",
         )
         text += "".join(EMPTY_TASK.format(i=i) for i in range(tasks))
     path = folder / f"dag_{kind}.py"
@@ -134,14 +160,14 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        files = {kind: write_dag(folder, kind, args.tasks) for kind in ("kfp", "empty")}
-        sample(files["kfp"])  # warm the file-system cache and .pyc files for both
-        sample(files["empty"])
-        cpu: dict[str, list[float]] = {"kfp": [], "empty": []}
-        wall: dict[str, list[float]] = {"kfp": [], "empty": []}
+        files = {kind: write_dag(folder, kind, args.tasks) for kind in KINDS}
+        for path in files.values():
+            sample(path)  # warm the file-system cache and .pyc files for each
+        cpu: dict[str, list[float]] = {kind: [] for kind in KINDS}
+        wall: dict[str, list[float]] = {kind: [] for kind in KINDS}
         leaks = dict.fromkeys(HEAVY, False)
         for _ in range(args.samples):
-            for kind in ("kfp", "empty"):
+            for kind in KINDS:
                 result = sample(files[kind])
                 cpu[kind].append(result["seconds"])
                 wall[kind].append(result["wall"])
@@ -151,15 +177,18 @@ def main(argv: list[str] | None = None) -> dict:
         if args.breakdown:
             runs = {
                 kind: [import_breakdown(files[kind]) for _ in range(max(3, args.samples // 3))]
-                for kind in files
+                for kind in ("kfp", "empty")
             }
             _print_breakdown(runs)
     kfp_ms = statistics.median(cpu["kfp"]) * 1000
     empty_ms = statistics.median(cpu["empty"]) * 1000
+    bare_ms = statistics.median(cpu["bare"]) * 1000
     figures = {
         "parse_ratio": round(kfp_ms / empty_ms, 3),
         "kfp_ms": round(kfp_ms, 1),
         "empty_ms": round(empty_ms, 1),
+        "bare_ms": round(bare_ms, 1),
+        "bare_ratio": round(kfp_ms / bare_ms, 3),
         "wall_ratio": round(statistics.median(wall["kfp"]) / statistics.median(wall["empty"]), 3),
         **{f"imports_{name}": leaks[name] for name in HEAVY},
         "samples": args.samples,
