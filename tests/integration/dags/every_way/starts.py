@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -27,6 +28,9 @@ from kfp_bridge.local.airflow_api import AirflowApiClient, AirflowApiError
 
 FORM_TIMEOUT = 60.0
 CLI_TIMEOUT = 180.0
+# Many runs are waited for at once: a slower poll than the client's 0.5 s keeps the one api-server
+# worker (and the two cores) for the runs themselves.
+POLL_S = 2.0
 
 
 class Way(Enum):
@@ -95,11 +99,7 @@ class Starter:
             )
         if done.returncode != 0:
             raise AssertionError(f"`airflow dags trigger {dag_id}` exited {done.returncode}:\n{done.stderr[-3000:]}")
-        try:
-            (created,) = json.loads(done.stdout[done.stdout.index("[") :])
-        except ValueError as exc:
-            raise AssertionError(f"`airflow dags trigger {dag_id}` printed no run as JSON:\n{done.stdout[-3000:]}") from exc
-        return created["dag_run_id"]
+        return _printed_run(done.stdout, dag_id)["dag_run_id"]
 
     # ----- the Trigger form ------------------------------------------------------------------
     def ui(self, api: AirflowApiClient, dag_id: str) -> str:
@@ -156,10 +156,38 @@ class Starter:
         while not (found := [r for r in runs(api, dag_id) if r["run_type"] == run_type]):
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {run_type} run of {dag_id} after {timeout:.0f}s: {runs(api, dag_id)}")
-            time.sleep(1)
+            time.sleep(POLL_S)
         if len(found) != 1:
             raise AssertionError(f"{dag_id}: expected one {run_type} run, got {[r['dag_run_id'] for r in found]}")
         return found[0]["dag_run_id"]
+
+
+def _printed_run(stdout: str, dag_id: str) -> dict[str, Any]:
+    """The one run ``airflow dags trigger -o json`` printed (a JSON list, maybe after log lines)."""
+    lines = stdout.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() == "[" or line.lstrip().startswith("[{"):
+            try:
+                (created,) = json.loads("\n".join(lines[index:]))
+            except ValueError:
+                continue
+            return created
+    raise AssertionError(f"`airflow dags trigger {dag_id}` printed no run as JSON:\n{stdout[-3000:]}")
+
+
+def wait_for_state(read: Callable[[], str | None], states: tuple[str, ...], timeout: float, what: str) -> str:
+    """Poll ``read()`` every POLL_S until it returns one of ``states``; return it."""
+    deadline = time.monotonic() + timeout
+    while (state := read()) not in states:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still {state!r} after {timeout:.0f}s, not in {states}")
+        time.sleep(POLL_S)
+    return state
+
+
+def finished(api: AirflowApiClient, dag_id: str, run_id: str, timeout: float) -> str:
+    """The run's state once it is success or failed."""
+    return wait_for_state(lambda: api.dag_run(dag_id, run_id)["state"], ("success", "failed"), timeout, f"{dag_id}/{run_id}")
 
 
 def approve(stack: AirflowStack, api: AirflowApiClient, dag_id: str, run_id: str, timeout: float) -> dict[str, Any]:
@@ -171,9 +199,15 @@ def approve(stack: AirflowStack, api: AirflowApiClient, dag_id: str, run_id: str
     """
     from tests.integration.operators.test_kserve_release_airflow import _wait_parking_exit_seen
 
-    state = api.wait_task_state(dag_id, run_id, "approve", ("awaiting_input", "failed", "upstream_failed"), timeout)
+    state = wait_for_state(
+        lambda: api.task_instance(dag_id, run_id, "approve")["state"],
+        ("awaiting_input", "failed", "upstream_failed"),
+        timeout,
+        f"{dag_id}/{run_id} approve",
+    )
     if state != "awaiting_input":
-        raise AssertionError(f"{dag_id}/{run_id}: the approval task ended {state} before asking")
+        errors = [line for line in api.task_log(dag_id, run_id, "approve", 1).splitlines() if line.startswith("[error]")]
+        raise AssertionError(f"{dag_id}/{run_id}: the approval task ended {state} before asking: {errors[-3:]}")
     _wait_parking_exit_seen(stack, dag_id, run_id, "approve")
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     detail = _ok(api.get(path))
