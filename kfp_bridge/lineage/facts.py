@@ -75,6 +75,8 @@ def kfp_run_facts(operator: Any, run: dict[str, Any] | None) -> KfpRunFacts:
     run_id = _text(run.get("run_id")) or _text(getattr(operator, "_run_id", None))
     reference = run.get("pipeline_version_reference") or {}
     name, version = _pipeline_names(getattr(operator, "_spec", None))
+    if name is None:  # after a deferral: what the operator was handed back through the trigger
+        name, version = getattr(operator, "_pipeline_names", None) or (None, None)
     return KfpRunFacts(
         pipeline=_text(getattr(operator, "pipeline", None)),
         experiment=_text(getattr(operator, "experiment", None)),
@@ -132,7 +134,7 @@ def kserve_facts(operator: Any, isvc: dict[str, Any] | None, *, namespace: str |
 
 def _pipeline_names(spec: Any) -> tuple[str | None, str | None]:
     """The pipeline's name and content-hash version from the spec ``execute`` loaded: the same
-    functions name the uploaded version. (Not there after a deferral: the operator does not keep them.)"""
+    functions name the uploaded version. (No spec after a deferral: see the caller's fallback.)"""
     if not isinstance(spec, dict):
         return None, None
     from kfp_bridge.utils.pipeline_specs import pipeline_name, version_name

@@ -228,6 +228,7 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
     _hook: KfpHook | None = None
     _store: Any = None
     _spec: dict[str, Any] | None = None
+    _pipeline_names: tuple[str | None, str | None] | None = None
 
     @classmethod
     def get_serialized_fields(cls) -> frozenset[str]:
@@ -538,6 +539,9 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
         pipeline_name: str | None = None,
         pipeline_version: str | None = None,
     ) -> dict[str, Any]:
+        # Kept for the OpenLineage facets (kfp_bridge.lineage), which a resumed process cannot read
+        # from a spec it never loaded; they come through the defer arguments.
+        self._pipeline_names = (pipeline_name, pipeline_version)
         if not status.is_success:
             raise KfpRunError(self._failure_message(hook, status))
         cached = [step.name for step in status.steps if step.cached]
