@@ -207,7 +207,8 @@ def approve(stack: AirflowStack, api: AirflowApiClient, dag_id: str, run_id: str
     )
     if state != "awaiting_input":
         errors = [line for line in api.task_log(dag_id, run_id, "approve", 1).splitlines() if line.startswith("[error]")]
-        raise AssertionError(f"{dag_id}/{run_id}: the approval task ended {state} before asking: {errors[-3:]}")
+        shown = "\n".join(errors[-3:])
+        raise AssertionError(f"{dag_id}/{run_id}: the approval task ended {state} before asking:\n{shown}")
     _wait_parking_exit_seen(stack, dag_id, run_id, "approve")
     path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
     detail = _ok(api.get(path))
