@@ -111,7 +111,7 @@ def test_task_killed_at_each_point_leaves_exactly_one_run(
         assert f"Created KFP run {kfp_run.run_id}" in second
     elif phase == "after_create":
         assert "Created KFP run" not in first  # killed before the answer arrived: the id was never saved
-        assert f"Found this task's KFP run {kfp_run.run_id} by its tag" in second
+        assert f"Found this task's KFP run {kfp_run.run_id} by its run tag" in second
         assert "Created KFP run" not in second
     else:
         assert f"Created KFP run {kfp_run.run_id}" in first
