@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 RUN_ID_KEY = "kfp_run_id"
 # {"run_id", "reason"} of a run this task terminated (kill, timeout): KFP 2.17 stores it FAILED (K2).
 TERMINATED_KEY = "kfp_terminated_by_airflow"
+PIPELINE_NAMES_KEY = "kfp_pipeline_names"
 ON_RERUN_CHOICES = ("retry", "new_run")
 # KFP 2.17 column sizes (backend/src/apiserver/model/experiment.go: Name varchar(128); run.go:
 # DisplayName is a plain string, VARCHAR(255) through GORM's DefaultStringSize in
@@ -289,6 +290,9 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
         run = hook.get_run(run_id)
         if event["status"] == "timeout":
             self._record_terminated(run_id, f"timeout={self.timeout} passed")
+        if pipeline_name is None and self._store is not None:
+            saved = self._store.get(PIPELINE_NAMES_KEY) or {}
+            pipeline_name, pipeline_version = saved.get("pipeline_name"), saved.get("pipeline_version")
         return self._finish(
             hook, self._status(hook, run), context, pipeline_name=pipeline_name, pipeline_version=pipeline_version
         )
@@ -492,6 +496,10 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
     def _defer(self, run_id: str, names: dict[str, str]) -> None:
         from kfp_bridge.triggers.kfp import KfpRunTrigger
 
+        if self._store is not None:
+            # Also kept here: dag.test()'s in-line trigger resumes with the event alone and drops the
+            # defer kwargs (airflow.sdk.definitions.dag, next_kwargs = {"event": ...}).
+            self._store.set(PIPELINE_NAMES_KEY, names)
         self.defer(
             trigger=KfpRunTrigger(
                 run_id=run_id,
