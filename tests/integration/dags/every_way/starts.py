@@ -113,7 +113,8 @@ class Starter:
                 driver.save_screenshot(str(self.profile_dir / f"form-{dag_id}.png"))
                 raise
             deadline = time.monotonic() + FORM_TIMEOUT
-            while not (new := [r for r in runs(api, dag_id) if r["dag_run_id"] not in before]):
+            # Manual only: the scheduler may create a scheduled run meanwhile (the DAG was just unpaused).
+            while not (new := [r for r in runs(api, dag_id) if r["dag_run_id"] not in before and r["run_type"] == "manual"]):
                 if time.monotonic() > deadline:
                     driver.save_screenshot(str(self.profile_dir / f"form-{dag_id}-no-run.png"))
                     raise AssertionError(f"the Trigger form of {dag_id} created no DAG run")
