@@ -325,6 +325,10 @@ class CanaryApprovalOperator(ApprovalOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(defaults=defaults, **kwargs)
+        if isinstance(self.response_timeout, timedelta) and type(self.response_timeout) is not timedelta:
+            # A pendulum Duration (what DAG files usually write) cannot be sent with the task's
+            # "awaiting input" message on Airflow 3.3: the task failed as it parked.
+            self.response_timeout = timedelta(seconds=self.response_timeout.total_seconds())
         self.rollout_task_id = rollout_task_id
         self.kfp_task_id = kfp_task_id
 

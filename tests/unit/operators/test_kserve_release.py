@@ -118,6 +118,25 @@ def test_approval_answers_reject_on_timeout_by_default():
     assert op.defaults == [ApprovalOperator.REJECT]
 
 
+def test_a_pendulum_response_timeout_becomes_a_plain_timedelta_the_task_can_park_with():
+    """Airflow 3.3 sends the timeout with the task's awaiting-input message, and that encoder refuses a
+    pendulum Duration ("Objects of type <class 'pendulum.duration.Duration'> are not supported"): the
+    approval task of dags/release_with_approval.py failed as it parked."""
+    import pendulum
+    from airflow.sdk.execution_time import comms
+
+    def park_message(timeout: object) -> bytes:  # what the task runner sends its supervisor
+        msg = comms.AwaitInputTask(timeout=timeout, next_method="execute_complete", next_kwargs={})
+        return comms._RequestFrame(id=1, body=msg.model_dump()).as_bytes()
+
+    with pytest.raises(NotImplementedError, match="pendulum.duration.Duration"):
+        park_message(pendulum.duration(hours=4))  # the Airflow behaviour this works around
+    op = CanaryApprovalOperator(task_id="a", subject="s", rollout_task_id="canary",
+                                response_timeout=pendulum.duration(hours=4))
+    assert type(op.response_timeout) is timedelta and op.response_timeout == timedelta(hours=4)
+    assert park_message(op.response_timeout)
+
+
 def test_the_result_after_a_deferral_comes_from_the_rollout_the_trigger_carried():
     """execute_complete runs on a new operator: no record, only the rollout from the event."""
     from kfp_bridge.utils import kserve_status as ks
