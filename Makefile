@@ -11,13 +11,14 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 # kfp.Client may write ~/.config/kfp; keep the developer's HOME out of the demo and tests.
 PYTEST_ARGS ?=
 
-.PHONY: help venv venv-kserve browser postgres kubectl test lint demo chaos bench compile-check clean up down
+.PHONY: help venv venv-kserve browser postgres kubectl test e2e lint demo chaos bench compile-check clean up down
 help:
 	@echo "make demo   - run the main job end to end on the embedded stand-ins"
 	@echo "make test   - bootstrap the venvs and run the whole test suite"
 	@echo "make lint   - ruff (including the AIR rules)"
 	@echo "make bench  - benchmarks under benchmarks/"
 	@echo "make chaos  - fault-injection suite (slow)"
+	@echo "make e2e    - every DAG in dags/ started every way on one real Airflow stack (slow)"
 	@echo "make up     - stand-ins + a local Airflow with this repo's dags/ and plugins/; make down stops it"
 
 $(UV):
@@ -54,7 +55,12 @@ kubectl:
 
 test: venv venv-kserve browser postgres kubectl
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos --reruns 1 --reruns-delay 5 --rerun-show-tracebacks $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos -m "not e2e" --reruns 1 --reruns-delay 5 --rerun-show-tracebacks $(PYTEST_ARGS)
+
+# Every DAG in dags/ started every way (UI form, REST, CLI, schedule, asset event, approval) on one
+# stack: about 7 minutes on its own, so not part of make test's 20-minute budget.
+e2e: venv venv-kserve browser postgres
+	$(VENV)/bin/python -m pytest -p no:xdist -m e2e -s $(PYTEST_ARGS)
 
 # Scripted faults against a real scheduler, triggerer and the stand-ins (slow; not part of make test).
 chaos: venv venv-kserve postgres

@@ -76,6 +76,7 @@ from tests.integration.dags.every_way import effects
 from tests.integration.dags.every_way.starts import Starter, Way, approve, finished, runs
 
 pytestmark = [
+    pytest.mark.e2e,  # make e2e: about 7 minutes alone, outside make test's budget
     pytest.mark.airflow,
     pytest.mark.integration,
     pytest.mark.xdist_group("dags_every_way"),
@@ -99,9 +100,6 @@ SHORT = {BOTH: "tas", SERVE: "serve", RELEASE: "rel"}
 OWN_ISVCS = {(dag, way): f"{short}-{way.slug}" for dag, short in SHORT.items() for way in CONF_WAYS}
 TASKS = {TRAIN: "train_iris", BOTH: "train_iris", RELEASE: "train"}  # the KfpRunOperator of each DAG
 RUN_TIMEOUT = 420.0
-# Airflow's supervisor cannot encode the pendulum Duration dags/release_with_approval.py passes as
-# response_timeout, so its approval task fails as it parks (and the rollback makes the run "success").
-APPROVAL_TIMEOUT_BUG = "Objects of type <class 'pendulum.duration.Duration'> are not supported"
 
 
 @dataclass
@@ -377,11 +375,6 @@ CASES = [(dag, way) for dag, ways in WAYS.items() for way in ways]
 @pytest.mark.parametrize(("dag_id", "way"), CASES, ids=[f"{dag}-{way.slug}" for dag, way in CASES])
 def test_dag_started_this_way_succeeds_with_its_effect(campaign: Campaign, dag_id: str, way: Way) -> None:
     out = campaign.outcomes[(dag_id, way)]
-    if dag_id == RELEASE and APPROVAL_TIMEOUT_BUG in out.problem:
-        pytest.xfail(
-            "the approval task fails as it parks: Airflow cannot encode response_timeout=pendulum.duration(hours=4) "
-            "(a datetime.timedelta works); fix in dags/release_with_approval.py or CanaryApprovalOperator"
-        )
     assert (out.state, out.problem) == ("success", ""), f"{dag_id} started by {way.value} ({out.run_id}): {out.problem}"
     assert out.effect
 
