@@ -163,6 +163,7 @@ class _KServeHookMixin:
     ) -> None:
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
         self.request_timeout = request_timeout
+        self.sleep: Callable[[float], None] = time.sleep  # the pause before re-watching (injected)
 
 
 class KServeHook(_KServeHookMixin, KubernetesHook):
@@ -258,7 +259,7 @@ class KServeHook(_KServeHookMixin, KubernetesHook):
             return  # an event the client's model could not read is still a change: re-read it raw
         except urllib3.exceptions.HTTPError as exc:
             self.log.info("Watch of deployment %s/%s broke (%s); re-reading", namespace, name, exc)
-            time.sleep(WATCH_RETRY_PAUSE)
+            self.sleep(WATCH_RETRY_PAUSE)
         finally:
             w.stop()
 
@@ -359,7 +360,7 @@ class KServeHook(_KServeHookMixin, KubernetesHook):
                 yield obj
             except urllib3.exceptions.HTTPError as exc:
                 cursor.broke(exc)
-                time.sleep(WATCH_RETRY_PAUSE)
+                self.sleep(WATCH_RETRY_PAUSE)
             finally:
                 w.stop()
 
