@@ -55,7 +55,7 @@ kubectl:
 
 test: venv venv-kserve browser postgres kubectl
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
-	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos -m "not e2e" --reruns 1 --reruns-delay 5 --rerun-show-tracebacks $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos -m "not e2e" --reruns 1 --reruns-delay 5 --rerun-show-tracebacks --durations=30 $(PYTEST_ARGS)
 
 # Every DAG in dags/ started every way (UI form, REST, CLI, schedule, asset event, approval) on one
 # stack: about 7 minutes on its own, so not part of make test's 20-minute budget.

@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -86,7 +87,10 @@ def test_kubectl_round_trip(kubectl, kube_stand_in, iris_models, tmp_path):
     url = kubectl("get", "isvc", NAME, "-o", "jsonpath={.status.url}").stdout
     assert url == f"http://{NAME}.default.{kube_stand_in.domain}"
 
-    # get -w: the watch prints the object again when it changes.
+    # get -w: the watch prints the object again when it changes. kubectl (get.go) watches a single
+    # object from resourceVersion 0 and drops that watch's first event, so a patch landing between its
+    # GET and its watch is never printed, on a real cluster too: patch only once the watch is open.
+    watches_before = kube_stand_in.admin("GET", "stats")["watchesOpen"]
     watcher = subprocess.Popen(
         [kubectl.binary, "get", "isvc", NAME, "-w", "-o", "jsonpath={.metadata.labels.step}{\"\\n\"}"],
         env=kubectl.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -105,6 +109,10 @@ def test_kubectl_round_trip(kubectl, kube_stand_in, iris_models, tmp_path):
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
+        deadline = time.monotonic() + 30
+        while kube_stand_in.admin("GET", "stats")["watchesOpen"] <= watches_before:
+            assert time.monotonic() < deadline and watcher.poll() is None, f"kubectl get -w never watched: {seen}"
+            time.sleep(0.1)
         kubectl("patch", "isvc", NAME, "--type", "merge", "-p", '{"metadata":{"labels":{"step":"merge"}}}')
         kubectl("patch", "isvc", NAME, "--type", "json", "-p", '[{"op":"add","path":"/metadata/labels/step","value":"json"}]')
         assert got_patch.wait(30), f"kubectl get -w printed {seen}"
