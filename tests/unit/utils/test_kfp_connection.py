@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -80,10 +82,20 @@ def test_missing_ca_cert_is_rejected(tmp_path):
         settings_from_connection(conn(extra={"ca_cert": str(tmp_path / "ca.pem")}))
 
 
-def test_provider_info_mirrors_connection_form():
+def test_provider_info_serves_the_connection_form():
     (kfp_type,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "kfp"]
     assert kfp_type["conn-fields"] == CONN_FIELDS
     assert kfp_type["ui-field-behaviour"] == UI_FIELD_BEHAVIOUR
+
+
+def test_provider_info_imports_only_the_standard_library():
+    # Airflow calls get_provider_info at every start-up (provider discovery): it must stay cheap.
+    probe = (
+        "import sys; before = set(sys.modules); import kfp_bridge.get_provider_info; "
+        "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['kfp_bridge']", out
 
 
 @pytest.mark.parametrize(("value", "expected"), [(None, False), (True, True), ("true", True), ("false", False)])
