@@ -13,7 +13,7 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
@@ -702,17 +702,24 @@ class KfpHook(BaseHook):
     async def aterminate_run(self, run_id: str) -> None:
         await self._arequest("POST", f"{API}/runs/{run_id}:terminate", f"terminate run {run_id}")
 
-    async def aterminate_and_wait(self, run_id: str, *, wait_seconds: float = TERMINATE_WAIT_SECONDS) -> dict[str, Any]:
+    async def aterminate_and_wait(
+        self,
+        run_id: str,
+        *,
+        wait_seconds: float = TERMINATE_WAIT_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> dict[str, Any]:
         """Async :meth:`terminate_and_wait` for the trigger."""
         try:
             await self.aterminate_run(run_id)
         except KfpApiError as err:
             if err.status != 400:
                 raise
-        give_up = time.monotonic() + wait_seconds
+        give_up = clock() + wait_seconds
         run = await self.aget_run(run_id)
-        while time.monotonic() < give_up and not _final(run):
-            await asyncio.sleep(1.0)
+        while clock() < give_up and not _final(run):
+            await sleep(1.0)
             run = await self.aget_run(run_id)
         return run
 

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from airflow.providers.cncf.kubernetes.hooks.kubernetes import AsyncKubernetesHook, KubernetesHook
@@ -163,7 +163,9 @@ class _KServeHookMixin:
     ) -> None:
         super().__init__(conn_id=kubernetes_conn_id, **kwargs)
         self.request_timeout = request_timeout
-        self.sleep: Callable[[float], None] = time.sleep  # the pause before re-watching (injected)
+        # The pause before re-watching, injected (tests, and one clock for the sync and async paths).
+        self.sleep: Callable[[float], None] = time.sleep
+        self.asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 class KServeHook(_KServeHookMixin, KubernetesHook):
@@ -470,7 +472,7 @@ class KServeAsyncHook(_KServeHookMixin, AsyncKubernetesHook):
                 return  # an event the client's model could not read is still a change: re-read it raw
             except (TimeoutError, aiohttp.ClientError) as exc:
                 self.log.info("Watch of deployment %s/%s broke (%s); re-reading", namespace, name, exc)
-                await asyncio.sleep(WATCH_RETRY_PAUSE)
+                await self.asleep(WATCH_RETRY_PAUSE)
 
     async def wait_rollout(
         self,
@@ -552,4 +554,4 @@ class KServeAsyncHook(_KServeHookMixin, AsyncKubernetesHook):
                     obj, cursor.resource_version = _listed(listing, name, namespace)
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     cursor.broke(exc)
-                    await asyncio.sleep(WATCH_RETRY_PAUSE)
+                    await self.asleep(WATCH_RETRY_PAUSE)
