@@ -1,10 +1,14 @@
 """Parse cost of a DAG file with 20 KfpRunOperators (and ``pipeline_params``) against the same DAG with EmptyOperators.
 
-Three files, 20 tasks each: ``kfp`` (KfpRunOperators, ``params=pipeline_params("pipelines/iris.yaml")``),
-``empty`` (the same DAG: the same Params written out by hand, EmptyOperators) and ``bare``
-(EmptyOperators, no params). ``parse_ratio`` is kfp/empty: what the provider adds to a DAG with a
-typed Trigger form. ``bare_ratio`` is kfp/bare; it also counts Airflow's own cost of DAG params
-(every task deep-copies the DAG's Params), which the same DAG with any operator pays.
+Four files, 20 tasks each: ``kfp`` (KfpRunOperators, ``params=pipeline_params("pipelines/iris.yaml")``),
+``empty`` (the same DAG: the same Params written out by hand, EmptyOperators), ``subclass`` (the
+same DAG and task-level params, with an operator class defined in the file whose ``__init__`` only
+calls ``super().__init__``) and ``bare`` (EmptyOperators, no params). ``parse_ratio`` is kfp/empty:
+what the provider adds to a DAG with a typed Trigger form. ``own_ratio`` is kfp/subclass: Airflow
+wraps every class's own ``__init__`` in its argument-defaults wrapper, and each wrapper deep-copies
+the DAG's Params, so any operator that defines ``__init__`` (EmptyOperator does not) pays that
+again per task; own_ratio is what is left for kfp-bridge's code (imports, the Params helper, the
+operator's own ``__init__``). ``bare_ratio`` is kfp/bare.
 
 Each sample is a fresh interpreter that has already imported ``airflow.sdk`` (as a dag-processor
 has) and then times executing the DAG file, so the figure is what our operators add to parsing.
@@ -15,8 +19,8 @@ a core; the wall-clock ratio is printed beside it. ``--breakdown`` adds what eac
 imports beyond the EmptyOperator file costs (``python -X importtime``, self time, median). The last line is
 machine-readable:
 
-    parse_ratio=R kfp_ms=K empty_ms=E bare_ms=B bare_ratio=R2 wall_ratio=W imports_kfp=False
-    imports_kubernetes=False imports_openlineage=False samples=N
+    parse_ratio=R kfp_ms=K empty_ms=E subclass_ms=C own_ratio=O bare_ms=B bare_ratio=R2 wall_ratio=W
+    imports_kfp=False imports_kubernetes=False imports_openlineage=False samples=N
 """
 
 from __future__ import annotations
@@ -47,8 +51,18 @@ KFP_TASK = (
     "params_from_dag=True)\n"
 )
 EMPTY_TASK = '    EmptyOperator(task_id="t{i}")\n'
+# The floor for any operator with its own __init__ and the KFP tasks' task-level params.
+SUBCLASS_OPERATOR = """
+class PlainOperator(BaseOperator):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+
+    def execute(self, context):
+        pass
+"""
+SUBCLASS_TASK = '    PlainOperator(task_id="t{i}", params={{"model_dir": "/tmp/m{i}"}})\n'
 HEAVY = ("kfp", "kubernetes", "openlineage")
-KINDS = ("kfp", "empty", "bare")
+KINDS = ("kfp", "empty", "subclass", "bare")
 
 PROBE = textwrap.dedent(
     """
@@ -102,6 +116,13 @@ def write_dag(folder: Path, kind: str, tasks: int) -> Path:
             params=', params=pipeline_params("pipelines/iris.yaml", exclude=["model_dir"])',
         )
         text += "".join(KFP_TASK.format(i=i) for i in range(tasks))
+    elif kind == "subclass":
+        text = HEADER.format(
+            import_line="from airflow.sdk import BaseOperator, Param\n" + SUBCLASS_OPERATOR,
+            dag_id="bench_subclass",
+            params=f", params={_literal_params()}",
+        )
+        text += "".join(SUBCLASS_TASK.format(i=i) for i in range(tasks))
     else:
         text = HEADER.format(
             import_line="from airflow.providers.standard.operators.empty import EmptyOperator\n"
@@ -183,10 +204,13 @@ def main(argv: list[str] | None = None) -> dict:
     kfp_ms = statistics.median(cpu["kfp"]) * 1000
     empty_ms = statistics.median(cpu["empty"]) * 1000
     bare_ms = statistics.median(cpu["bare"]) * 1000
+    subclass_ms = statistics.median(cpu["subclass"]) * 1000
     figures = {
         "parse_ratio": round(kfp_ms / empty_ms, 3),
         "kfp_ms": round(kfp_ms, 1),
         "empty_ms": round(empty_ms, 1),
+        "subclass_ms": round(subclass_ms, 1),
+        "own_ratio": round(kfp_ms / subclass_ms, 3),
         "bare_ms": round(bare_ms, 1),
         "bare_ratio": round(kfp_ms / bare_ms, 3),
         "wall_ratio": round(statistics.median(wall["kfp"]) / statistics.median(wall["empty"]), 3),

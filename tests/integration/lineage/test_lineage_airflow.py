@@ -57,7 +57,7 @@ def lineage_env(kfp_stand_in: KfpStandIn, kube_stand_in: KubeStandIn, tmp_path: 
         "AIRFLOW_CONN_KUBE_LINEAGE": json.dumps(
             {
                 "conn_type": "kubernetes",
-                "extra": {"kube_config_path": str(kube_stand_in.kubeconfig), "ingress_address": kube_stand_in.ingress_url},
+                "extra": kube_stand_in.connection_extra(),
             }
         ),
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps({"type": "file", "log_file_path": str(events), "append": True}),

@@ -25,6 +25,7 @@ import pytest
 
 from kfp_bridge.local.airflow import AirflowStack
 from tests.fixtures.airflow_checks import explain, wait_log
+from tests.fixtures.airflow_stack import dags_with_connection
 from tests.fixtures.kube_stand_in import (
     GROUP,
     PLURAL,
@@ -61,27 +62,14 @@ def _serving(traffic: list[tuple[str, int]]) -> set[str]:
 @pytest.fixture(scope="module")
 def kube_ops(airflow_stack: AirflowStack, kube_stand_in: KubeStandIn) -> Iterator[AirflowStack]:
     """The shared stack with connection ``kube_ops`` (kubeconfig of the session kube stand-in) and the DAGs."""
-    body = {
-        "connection_id": CONN_ID,
-        "conn_type": "kubernetes",
-        "extra": json.dumps(
-            {"kube_config_path": str(kube_stand_in.kubeconfig), "ingress_address": kube_stand_in.ingress_url}
-        ),
-    }
-    response = airflow_stack.post("/api/v2/connections", body)
-    assert response.status_code == 201, response.text
-    airflow_stack.add_dag_file(DAG_FILE)
-    for dag_id in DAGS:
-        airflow_stack.wait_dag_parsed(dag_id, 120, file_name=DAG_FILE.name)
-    yield airflow_stack
-    airflow_stack.request("DELETE", f"/api/v2/connections/{CONN_ID}")
+    connection = {"connection_id": CONN_ID, "conn_type": "kubernetes", "extra": json.dumps(kube_stand_in.connection_extra())}
+    with dags_with_connection(airflow_stack, connection, DAG_FILE, DAGS) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
 def isvcs(kube_stand_in: KubeStandIn, iris_models: IrisModels) -> dict[str, dict[str, Any]]:
-    for name in ISVCS:
-        kube_stand_in.create_isvc(name, iris_models.v1)
-    return {name: kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180) for name in ISVCS}
+    return kube_stand_in.create_ready(ISVCS, iris_models.v1)
 
 
 class TrafficLog(threading.Thread):

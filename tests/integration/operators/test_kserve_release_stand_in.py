@@ -56,9 +56,8 @@ def kube_conn(kube_stand_in, monkeypatch) -> str:
 
 @pytest.fixture(scope="module")
 def isvcs(kube_stand_in, iris_models) -> dict[str, dict[str, Any]]:
-    for name in ISVCS:
-        kube_stand_in.create_isvc(name, iris_models.v1, **(STANDARD if name == "rel-standard" else {}))
-    return {name: kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180) for name in ISVCS}
+    specs = {name: STANDARD if name == "rel-standard" else {} for name in ISVCS}
+    return kube_stand_in.create_ready(specs, iris_models.v1)
 
 
 def _canary(name: str, uri: str, conn: str) -> dict[str, Any]:

@@ -105,9 +105,7 @@ ISVCS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def isvcs(kube_stand_in, iris_models) -> dict[str, dict[str, Any]]:
-    for name, kwargs in ISVCS.items():
-        kube_stand_in.create_isvc(name, iris_models.v1, **kwargs)
-    return {name: kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180) for name in ISVCS}
+    return kube_stand_in.create_ready(ISVCS, iris_models.v1)
 
 
 class _Store(dict):
