@@ -18,7 +18,7 @@ help:
 	@echo "make lint   - ruff (including the AIR rules)"
 	@echo "make bench  - benchmarks under benchmarks/"
 	@echo "make chaos  - fault-injection suite (slow)"
-	@echo "make e2e    - every DAG in dags/ started every way on one real Airflow stack (slow)"
+	@echo "make e2e    - end-to-end scenarios on real Airflow stacks (every DAG every way, make up; slow)"
 	@echo "make up     - stand-ins + a local Airflow with this repo's dags/ and plugins/; make down stops it"
 
 $(UV):
@@ -57,8 +57,9 @@ test: venv venv-kserve browser postgres kubectl
 	$(VENV)/bin/ruff check kfp_bridge dags plugins tests benchmarks
 	$(VENV)/bin/python -m pytest -n 2 --dist loadgroup --ignore=tests/chaos -m "not e2e" --reruns 1 --reruns-delay 5 --rerun-show-tracebacks --durations=30 $(PYTEST_ARGS)
 
-# Every DAG in dags/ started every way (UI form, REST, CLI, schedule, asset event, approval) on one
-# stack: about 7 minutes on its own, so not part of make test's 20-minute budget.
+# End-to-end scenarios too slow for make test's 20-minute budget (about 13 minutes): every DAG in
+# dags/ started every way (UI form, REST, CLI, schedule, asset event, approval), make up/down, the
+# asset-driven serving stack and the on-call walk through a nested failure.
 e2e: venv venv-kserve browser postgres
 	$(VENV)/bin/python -m pytest -p no:xdist -m e2e -s $(PYTEST_ARGS)
 

@@ -508,6 +508,7 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
                 kfp_conn_id=self.kfp_conn_id,
                 poll_interval=self.poll_interval,
                 deadline=self._deadline(),
+                deferred_at=time.time(),
             ),
             method_name="execute_complete",
             kwargs=names,  # the pipeline's name and version for the asset events, known only here

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,12 +87,11 @@ class KfpRunSensor(BaseSensorOperator):
 
         deadline = None
         if self.timeout is not None:
-            import time
-
             deadline = time.time() + float(self.timeout)
         self.defer(
             trigger=KfpRunTrigger(
-                run_id=self.run_id, kfp_conn_id=self.kfp_conn_id, poll_interval=self.poke_interval, deadline=deadline
+                run_id=self.run_id, kfp_conn_id=self.kfp_conn_id, poll_interval=self.poke_interval, deadline=deadline,
+                deferred_at=time.time(),
             ),
             method_name="execute_complete",
         )

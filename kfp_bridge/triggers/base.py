@@ -11,12 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 T = TypeVar("T")
+
+# Airflow 3.3.2 fails a deferred task that is resumed before the scheduler has processed the exit
+# of the process that deferred it ("finished with state success, but the task instance's state
+# attribute is queued" / "running": apache/airflow#67287, #71580, #72716; only the "scheduled" case
+# is guarded in 3.3.2). A fully cached KFP run or an InferenceService already in the wanted state
+# ends the wait within seconds: such an event is handed back only this long after the deferral.
+# On this loaded 2-core machine the exit reached the scheduler 5.7 s after the deferral.
+RESUME_SETTLE_S = 10.0
+
+
+async def settle_after_deferral(
+    deferred_at: float | None,
+    log: Any,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
+    """Wait until :data:`RESUME_SETTLE_S` after ``deferred_at`` (Unix time; None: no wait)."""
+    if deferred_at is None:
+        return
+    wait = deferred_at + RESUME_SETTLE_S - clock()
+    if wait > 0:
+        log.info(
+            "The wait ended %.1f s after the deferral; handing it back in %.1f s (Airflow's resume-after-defer race)",
+            RESUME_SETTLE_S - wait, wait,
+        )
+        await sleep(wait)
 
 
 async def keep_cancellation(awaitable: Awaitable[T]) -> T:
@@ -77,18 +104,23 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 class PollingTrigger(BaseTrigger):
     """:param poll_interval: seconds between looks.
     :param deadline: Unix time after which the wait ends with a ``timeout`` event (None: no limit).
+    :param deferred_at: Unix time of the deferral: an event sooner than :data:`RESUME_SETTLE_S`
+        after it fires only then (None: at once).
     """
 
-    def __init__(self, *, poll_interval: float = 10.0, deadline: float | None = None) -> None:
+    def __init__(
+        self, *, poll_interval: float = 10.0, deadline: float | None = None, deferred_at: float | None = None
+    ) -> None:
         super().__init__()
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
+        self.deferred_at = deferred_at
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", self.serialize_kwargs()
 
     def serialize_kwargs(self) -> dict[str, Any]:
-        return {"poll_interval": self.poll_interval, "deadline": self.deadline}
+        return {"poll_interval": self.poll_interval, "deadline": self.deadline, "deferred_at": self.deferred_at}
 
     async def poll_once(self) -> dict[str, Any] | None:
         """Look once; return the final event payload, or None to keep waiting."""
@@ -105,20 +137,24 @@ class PollingTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         try:
+            payload = await self._wait()
+            await settle_after_deferral(self.deferred_at, self.log)
+            yield TriggerEvent(payload)
+        finally:
+            await self.close()
+
+    async def _wait(self) -> dict[str, Any]:
+        try:
             while True:
                 payload = await self.poll_once()
                 if payload is not None:
-                    yield TriggerEvent(payload)
-                    return
+                    return payload
                 if self.deadline is not None and time.time() >= self.deadline:
-                    yield TriggerEvent(await self.on_timeout())
-                    return
+                    return await self.on_timeout()
                 await self.wait_between_polls()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             # An exception would leave the task deferred without a word; an error event fails it with the reason.
             self.log.exception("Trigger failed")
-            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-        finally:
-            await self.close()
+            return {"status": "error", "message": f"{type(exc).__name__}: {exc}"}

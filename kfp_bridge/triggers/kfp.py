@@ -28,6 +28,7 @@ class KfpRunTrigger(PollingTrigger):
     :param kfp_conn_id: the ``kfp`` connection.
     :param poll_interval: seconds between polls.
     :param deadline: Unix time after which the run is terminated and a ``timeout`` event fires.
+    :param deferred_at: Unix time of the deferral (see :data:`~kfp_bridge.triggers.base.RESUME_SETTLE_S`).
     """
 
     def __init__(
@@ -37,8 +38,9 @@ class KfpRunTrigger(PollingTrigger):
         kfp_conn_id: str = "kfp_default",
         poll_interval: float = 10.0,
         deadline: float | None = None,
+        deferred_at: float | None = None,
     ) -> None:
-        super().__init__(poll_interval=poll_interval, deadline=deadline)
+        super().__init__(poll_interval=poll_interval, deadline=deadline, deferred_at=deferred_at)
         self.run_id = run_id
         self.kfp_conn_id = kfp_conn_id
         self._last_progress: tuple | None = None

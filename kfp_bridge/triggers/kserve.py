@@ -15,15 +15,11 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from kfp_bridge.triggers.base import keep_cancellation, outlast_cancel_requests
+from kfp_bridge.triggers.base import keep_cancellation, outlast_cancel_requests, settle_after_deferral
 from kfp_bridge.utils import rollout as ro
 
 ON_KILL_WAIT_S = 20.0  # of the triggerer's 30 s on_kill budget
 ON_KILL_BUDGET_S = 25.0  # patch + wait, under [triggerer] on_kill_timeout
-# A wait that ends this soon after the deferral is handed back only this long after it: Airflow
-# 3.3.2 can fail a task resumed before the scheduler processed the deferring process's exit
-# ("finished with state success, but ... running"; apache/airflow#71580, #72716).
-RESUME_SETTLE_S = 5.0
 
 
 class KServeRolloutTrigger(BaseTrigger):
@@ -32,7 +28,7 @@ class KServeRolloutTrigger(BaseTrigger):
     :param condition: the wait condition (JSON). :param deadline: Unix time to give up (None: no limit).
     :param rollout: the operator's rollout state (JSON), returned in the event.
     :param deferred_at: Unix time of the deferral; a condition met sooner than
-        :data:`RESUME_SETTLE_S` after it fires its event only then.
+        :data:`~kfp_bridge.triggers.base.RESUME_SETTLE_S` after it fires its event only then.
     """
 
     def __init__(
@@ -125,7 +121,7 @@ class KServeRolloutTrigger(BaseTrigger):
             self.log.exception("KServe trigger failed")
             yield TriggerEvent({"status": "error", "message": ro.api_error(exc), "rollout": self.rollout})
             return
-        await self._settle()
+        await settle_after_deferral(self.deferred_at, self.log)
         if verdict.failure is not None:
             yield TriggerEvent({"status": "failed", "message": verdict.failure, "rollout": self.rollout})
             return
@@ -137,14 +133,6 @@ class KServeRolloutTrigger(BaseTrigger):
                 "object": snap.isvc_object,
             }
         )
-
-    async def _settle(self) -> None:
-        if self.deferred_at is None:
-            return
-        wait = self.deferred_at + RESUME_SETTLE_S - time.time()
-        if wait > 0:
-            self.log.info("Condition met right after the deferral; resuming the task in %.1f s", wait)
-            await asyncio.sleep(wait)
 
     async def on_kill(self) -> None:
         """The deferred task was killed: restore the previous spec, pinned to the previous revision.

@@ -24,7 +24,8 @@ from kfp_bridge.local.airflow import free_port
 from kfp_bridge.local.airflow_api import AirflowApiClient
 from kfp_bridge.local.devstack import read_state, stack_processes
 
-pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.xdist_group("devstack")]
+# Starts its own stack or takes minutes: make e2e, outside make test's 20-minute budget.
+pytestmark = [pytest.mark.integration, pytest.mark.airflow, pytest.mark.xdist_group("devstack"), pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DAGS = {"kfp_train", "train_and_serve"}

@@ -29,7 +29,8 @@ from tests.fixtures.kube_stand_in import TEST_TIMINGS, start_kube_stand_in
 from tests.ui.conftest import DAGS, chromium, log_in
 from tests.ui.oncall_nested_pipelines import compile_oncall_nested
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("ui")]
+# Starts its own stack or takes minutes: make e2e, outside make test's 20-minute budget.
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("ui"), pytest.mark.e2e]
 
 DAG_ID = "oncall_ui_nested"
 KUBE_CONN_ID = "kube_oncall_logs"

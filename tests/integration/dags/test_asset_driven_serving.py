@@ -33,7 +33,8 @@ from tests.fixtures.kube_stand_in import (
     start_kube_stand_in,
 )
 
-pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("asset_stack")]
+# Starts its own stack or takes minutes: make e2e, outside make test's 20-minute budget.
+pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_group("asset_stack"), pytest.mark.e2e]
 
 REPO = Path(__file__).resolve().parents[3]
 DAGS = REPO / "dags"

@@ -538,7 +538,8 @@ def test_trigger_met_right_after_deferral_fires_only_after_the_settle_time(isvcs
     (Airflow 3.3.2's resume-after-defer race); a trigger started later fires at once."""
     import asyncio
 
-    from kfp_bridge.triggers.kserve import RESUME_SETTLE_S, KServeRolloutTrigger
+    from kfp_bridge.triggers.base import RESUME_SETTLE_S
+    from kfp_bridge.triggers.kserve import KServeRolloutTrigger
 
     name = "ro-input"  # Ready at generation 1 and never changed by this module's tests
     condition = {"kind": "sole", "previous": "", "generation": 1}  # pre-typed form, still read

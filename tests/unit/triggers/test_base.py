@@ -1,10 +1,15 @@
-"""outlast_cancel_requests: an on_kill's work survives the triggerer's repeated cancel requests."""
+"""The polling-trigger base: an on_kill outlasts the triggerer's cancel requests; events wait out the resume settle."""
 
 from __future__ import annotations
 
 import asyncio
 
-from kfp_bridge.triggers.base import outlast_cancel_requests
+from kfp_bridge.triggers.base import (
+    RESUME_SETTLE_S,
+    PollingTrigger,
+    outlast_cancel_requests,
+    settle_after_deferral,
+)
 
 USER_ACTION = "__airflow_user_action__"  # the message Airflow's triggerer cancels with
 
@@ -107,3 +112,66 @@ def test_errors_of_the_work_reach_the_caller():
         assert "KFP said 500" in str(exc)
     else:
         raise AssertionError("the work's error was swallowed")
+
+
+# ----- the resume-after-defer settle --------------------------------------------------------------
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def info(self, message: str, *args: object) -> None:
+        self.lines.append(message % args)
+
+
+def _settle(deferred_at: float | None, now: float) -> tuple[list[float], list[str]]:
+    slept: list[float] = []
+    log = _Log()
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    asyncio.run(settle_after_deferral(deferred_at, log, clock=lambda: now, sleep=sleep))
+    return slept, log.lines
+
+
+def test_an_event_right_after_the_deferral_waits_out_the_settle_time_and_says_why():
+    slept, lines = _settle(deferred_at=1000.0, now=1003.0)
+    assert slept == [RESUME_SETTLE_S - 3.0]
+    assert lines == [
+        f"The wait ended 3.0 s after the deferral; handing it back in {RESUME_SETTLE_S - 3.0:.1f} s "
+        "(Airflow's resume-after-defer race)"
+    ]
+
+
+def test_a_later_event_or_an_unknown_deferral_time_is_handed_back_at_once():
+    assert _settle(deferred_at=1000.0, now=1000.0 + RESUME_SETTLE_S) == ([], [])
+    assert _settle(deferred_at=None, now=1000.0) == ([], [])
+
+
+class _DoneAtOnce(PollingTrigger):
+    def __init__(self, payload: dict, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.payload = payload
+
+    async def poll_once(self) -> dict:
+        return self.payload
+
+
+async def _first_event(trigger: PollingTrigger) -> tuple[dict, float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async for event in trigger.run():
+        return event.payload, loop.time() - started
+    raise AssertionError("no event")
+
+
+def test_every_polling_trigger_event_waits_for_the_settle_time_after_the_deferral():
+    import time
+
+    almost = time.time() - RESUME_SETTLE_S + 0.3  # deferred nearly the settle time ago
+    payload, took = asyncio.run(_first_event(_DoneAtOnce({"status": "success"}, deferred_at=almost)))
+    assert payload == {"status": "success"} and 0.2 <= took < 2.0
+    payload, took = asyncio.run(_first_event(_DoneAtOnce({"status": "failed"})))
+    assert payload == {"status": "failed"} and took < 0.2

@@ -242,10 +242,10 @@ def test_the_trigger_logs_an_outage_once_and_its_end_once(caplog, capfd):
 
 
 def test_the_trigger_serializes_to_json_primitives_that_rebuild_it():
-    trigger = KfpRunTrigger(run_id="r-1", kfp_conn_id="kfp_x", poll_interval=7.5, deadline=123.0)
+    trigger = KfpRunTrigger(run_id="r-1", kfp_conn_id="kfp_x", poll_interval=7.5, deadline=123.0, deferred_at=100.5)
     path, kwargs = trigger.serialize()
     assert path == "kfp_bridge.triggers.kfp.KfpRunTrigger"
     assert json.loads(json.dumps(kwargs)) == kwargs
-    assert kwargs == {"run_id": "r-1", "kfp_conn_id": "kfp_x", "poll_interval": 7.5, "deadline": 123.0}
+    assert kwargs == {"run_id": "r-1", "kfp_conn_id": "kfp_x", "poll_interval": 7.5, "deadline": 123.0, "deferred_at": 100.5}
     again = KfpRunTrigger(**kwargs)
     assert again.serialize() == (path, kwargs)
