@@ -19,7 +19,6 @@ The stand-in enforces the same Role (tests/integration/operators/test_kserve_rba
 from __future__ import annotations
 
 import ast
-import asyncio
 import json
 import re
 from collections import Counter
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.deploy.manifests import DEPLOY, ROOT, load
+from tests.fixtures.deferral import run_deferrable
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("kube_stand_in")]
 
@@ -132,29 +132,6 @@ def _context() -> dict[str, Any]:
     return {"ti": _TI(), "task_state_store": _Store()}
 
 
-def _ready(kube_stand_in, name: str, model: Path) -> None:
-    kube_stand_in.create_isvc(name, model)
-    kube_stand_in.wait_condition(name, "Ready", generation=1, timeout=180)
-
-
-def _run_deferrable(op: Any, context: dict[str, Any]) -> Any:
-    """What the worker and the triggerer do with a deferring operator, in this process."""
-    from airflow.sdk.exceptions import TaskDeferred
-
-    call, kwargs = op.execute, {"context": context}
-    while True:
-        try:
-            return call(**kwargs)
-        except TaskDeferred as deferred:
-            async def first_event(trigger=deferred.trigger) -> Any:
-                async for event in trigger.run():
-                    return event.payload
-
-            event = asyncio.run(first_event())
-            call = getattr(op, deferred.method_name)
-            kwargs = {"context": context, "event": event, **(deferred.kwargs or {})}
-
-
 def static_verbs(sources: list[Path]) -> set[tuple[str, str, str]]:
     """(apiGroup, resource, verb) implied by the Kubernetes client methods referenced in ``sources``."""
     verbs: set[tuple[str, str, str]] = set()
@@ -222,7 +199,7 @@ def test_real_rollouts_use_only_granted_verbs(kube_stand_in, iris_models, kube_c
     from kfp_bridge.utils.rollout import Rollout
 
     name = "rbac-rollout"
-    _ready(kube_stand_in, name, iris_models.v1)  # setup: not recorded
+    kube_stand_in.create_ready([name], iris_models.v1)  # setup: not recorded
     smoke = {"payload": {"instances": ROWS}, "expected_shape": [3]}
     recorded.active = True
 
@@ -240,7 +217,7 @@ def test_real_rollouts_use_only_granted_verbs(kube_stand_in, iris_models, kube_c
         canary_traffic_percent=20, smoke_test=smoke, kubernetes_conn_id=kube_conn, timeout=240,
         deferrable=True,
     )
-    assert _run_deferrable(deferring, _context())["outcome"] == "promoted"
+    assert run_deferrable(deferring, _context())["outcome"] == "promoted"
 
     # 3. a kill mid-rollout rolls back from on_kill (given the state a rollout in progress saves).
     patches = recorded[("patch", "inferenceservices")]

@@ -23,6 +23,7 @@ from kfp_bridge.operators.kserve_release import (
     KServeReleaseRefused,
     KServeRollbackOperator,
 )
+from tests.fixtures.deferral import run_deferrable
 from tests.fixtures.kube_stand_in import revision_traffic
 from tests.integration.operators.test_kserve_rollout import (
     CONN_ID,
@@ -32,7 +33,6 @@ from tests.integration.operators.test_kserve_rollout import (
     _context,
     _Store,
     _uri,
-    run_deferrable,
     served,
 )
 

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from kfp_bridge.operators.kserve import STATE_KEY, KServeRolloutError, KServeRolloutOperator
+from tests.fixtures.deferral import run_deferrable
 from tests.fixtures.kube_stand_in import (
     GROUP,
     PLURAL,
@@ -157,26 +158,6 @@ class Requests(threading.Thread):
     def __exit__(self, *exc: Any) -> None:
         self.stop_event.set()
         self.join(timeout=60)
-
-
-def run_deferrable(op: KServeRolloutOperator, context: dict[str, Any]) -> Any:
-    """What the worker and the triggerer do with a deferring operator, in this process."""
-    import asyncio
-
-    from airflow.sdk.exceptions import TaskDeferred
-
-    call, kwargs = op.execute, {"context": context}
-    while True:
-        try:
-            return call(**kwargs)
-        except TaskDeferred as deferred:
-            async def first_event(trigger=deferred.trigger) -> Any:
-                async for event in trigger.run():
-                    return event.payload
-
-            event = asyncio.run(first_event())
-            call = getattr(op, deferred.method_name)
-            kwargs = {"context": context, "event": event, **(deferred.kwargs or {})}
 
 
 def _rollout_json(name: str, phase: str, previous_revision: str) -> dict[str, Any]:
