@@ -5,12 +5,14 @@
 split, smoke result and the KFP run link) → ``promote`` on Approve; ``rollback`` when the promotion
 did not run: Reject, no answer within ``response_timeout`` (the default answer is Reject), or the
 approval task failed. Promote and rollback read the canary the ``canary`` task recorded and refuse
-to touch an InferenceService that changed since.
+to touch an InferenceService that changed since. ``outcome`` makes the run's state honest: failed
+when any step failed (the rollback still ran), success on Approve and on Reject.
 """
 
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Param
 
 from kfp_bridge.operators.kfp import KfpRunOperator
@@ -80,7 +82,14 @@ with DAG(
         trigger_rule="all_done",
         deferrable=True,
     )
+    # The rollback is an all_done clean-up and skips itself when there is nothing to roll back, so as
+    # the last task it would end every run "success": a failed training, canary, approval or
+    # promotion included. This leaf fails the run when anything before it failed; a Reject (or the
+    # timeout's default Reject) is an answer, not a failure, and the run succeeds with the previous
+    # model serving.
+    outcome = EmptyOperator(task_id="outcome", trigger_rule="none_failed")
     train >> canary >> approve >> promote >> rollback
+    [promote, rollback] >> outcome
 
 
 if __name__ == "__main__":

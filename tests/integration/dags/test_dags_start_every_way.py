@@ -331,7 +331,7 @@ class Campaign:
         model_dir = effects.trained_model_dir(self.stand.kfp, RELEASE, out.run_id, TASKS[RELEASE], self._root(conf))
         states = {ti["task_id"]: ti["state"] for ti in api.task_instances(RELEASE, out.run_id)}
         expected = {"train": "success", "canary": "success", "approve": "success", "promote": "success",
-                    "rollback": "skipped"}
+                    "rollback": "skipped", "outcome": "success"}
         if states != expected:
             raise AssertionError(f"task states {states}, expected {expected}")
         canary = api.xcom(RELEASE, out.run_id, "canary")

@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.airflow, pytest.mark.integration, pytest.mark.xdist_gr
 DAG_FILE = Path(__file__).parent / "kserve_dags" / "kserve_release.py"
 CONN_ID = "kube_ops"  # as in kserve_dags/kserve_release.py
 DAGS = ("kserve_release_flow", "kserve_release_timeout", "kserve_release_kill")
-ISVCS = ("rel-af-approve", "rel-af-reject", "rel-af-timeout", "rel-af-kill")
+ISVCS = ("rel-af-approve", "rel-af-reject", "rel-af-timeout", "rel-af-kill", "rel-af-broken")
 RUN_TIMEOUT = 240
 
 
@@ -118,7 +118,7 @@ def test_approve_promotes_the_new_revision_to_100_percent(
     _answer(stack, dag_id, run_id, "Approve")
     assert stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "success", explain(stack, dag_id, run_id)
     assert _states(stack, dag_id, run_id) == {
-        "canary": "success", "approve": "success", "promote": "success", "rollback": "skipped"}
+        "canary": "success", "approve": "success", "promote": "success", "rollback": "skipped", "outcome": "success"}
     obj = kube_stand_in.get_isvc(name)
     assert revision_traffic(obj) == [(r2, 100)] and "canaryTrafficPercent" not in obj["spec"]["predictor"]
     assert served(kube_stand_in, name, 20) == {r2: 20}
@@ -141,7 +141,7 @@ def test_reject_or_no_answer_restores_the_previous_model_alone(
     # else: nobody answers; after 3 s the scheduler applies the default answer, Reject.
     assert stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "success", explain(stack, dag_id, run_id)
     assert _states(stack, dag_id, run_id) == {
-        "canary": "success", "approve": "success", "promote": "skipped", "rollback": "success"}
+        "canary": "success", "approve": "success", "promote": "skipped", "rollback": "success", "outcome": "success"}
     hitl = stack.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails").json()
     assert hitl["chosen_options"] == ["Reject"]
     obj = kube_stand_in.get_isvc(name)
@@ -151,6 +151,25 @@ def test_reject_or_no_answer_restores_the_previous_model_alone(
     assert len(serving) == 1 and r2 not in serving and dict(revision_traffic(obj))[next(iter(serving))] == 100
     assert set(served(kube_stand_in, name, 20)) == serving
     assert stack.xcom(dag_id, run_id, "rollback")["outcome"] == "rolled_back"
+
+
+def test_a_failed_canary_fails_the_run_although_the_rollback_clean_up_skips(
+    release_stack: AirflowStack, kube_stand_in: KubeStandIn, iris_models: IrisModels, isvcs: dict
+) -> None:
+    """The rollback is the last all_done task and skips with nothing recorded: without ``outcome`` a
+    run whose canary failed ended "success"."""
+    stack, dag_id, name = release_stack, "kserve_release_flow", "rel-af-broken"
+    run_id = stack.trigger_dag(dag_id, conf={"isvc": name, "uri": _uri(iris_models.broken)})
+    assert stack.wait_dag_run(dag_id, run_id, RUN_TIMEOUT) == "failed", explain(stack, dag_id, run_id)
+    assert _states(stack, dag_id, run_id) == {
+        "canary": "failed", "approve": "upstream_failed", "promote": "upstream_failed", "rollback": "skipped",
+        "outcome": "upstream_failed"}
+    obj = kube_stand_in.get_isvc(name)
+    predictor = obj["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == _uri(iris_models.v1) and "canaryTrafficPercent" not in predictor
+    # The canary's own rollback: the previous model alone, on whichever revision serves it now.
+    serving = _serving(revision_traffic(obj))
+    assert len(serving) == 1 and f"{name}-predictor-00002" not in serving
 
 
 def test_worker_killed_between_approval_and_promotion_the_retry_promotes(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.standard.operators.empty import EmptyOperator
 
 from kfp_bridge.operators.kfp import KfpRunOperator
 from kfp_bridge.operators.kserve import KServeRolloutOperator
@@ -29,7 +30,7 @@ def test_the_chain_and_the_operators(dag):
     kinds = {t.task_id: type(t) for t in dag.tasks}
     assert kinds == {
         "train": KfpRunOperator, "canary": KServeRolloutOperator, "approve": CanaryApprovalOperator,
-        "promote": KServePromoteOperator, "rollback": KServeRollbackOperator,
+        "promote": KServePromoteOperator, "rollback": KServeRollbackOperator, "outcome": EmptyOperator,
     }
     for upstream, downstream in [("train", "canary"), ("canary", "approve"), ("approve", "promote"),
                                  ("promote", "rollback")]:
@@ -50,3 +51,12 @@ def test_rollback_runs_unless_the_promotion_succeeded(dag):
     rollback._check_upstream("rollout_task_id", "canary")
     rollback._check_upstream("skip_if_succeeded", "promote")
     promote._check_upstream("rollout_task_id", "canary")
+
+
+def test_the_run_fails_when_any_step_failed_and_succeeds_on_an_answer(dag):
+    """The rollback (all_done, skips with nothing to roll back) must not be the only leaf: a run whose
+    training failed would end "success". ``outcome`` needs promote and rollback to have not failed."""
+    outcome = dag.get_task("outcome")
+    assert outcome.trigger_rule == "none_failed"
+    assert outcome.upstream_task_ids == {"promote", "rollback"}
+    assert [t.task_id for t in dag.tasks if not t.downstream_task_ids] == ["outcome"]

@@ -3,7 +3,7 @@
 Wired as ``dags/release_with_approval.py`` (without the KFP training): the InferenceService and the
 model come from ``dag_run.conf``. ``kserve_release_flow`` is answered Approve or Reject by the test
 through the REST API; ``kserve_release_timeout`` is never answered (its 3 s timeout answers Reject);
-``kserve_release_kill``'s promotion, on its first try, saves its state and then stops before the patch
+``outcome`` fails the run when any step failed, as in the example. ``kserve_release_kill``'s promotion, on its first try, saves its state and then stops before the patch
 (writing ``conf['marker']``) so that the test's SIGKILL lands exactly between approval and promotion.
 Connection ``kube_ops`` is created by the test module through the REST API.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG
 
 from kfp_bridge.operators.kserve import KServeRolloutOperator
@@ -81,7 +82,9 @@ def release_dag(dag_id: str, *, promote_cls: type[KServePromoteOperator] = KServ
             kubernetes_conn_id=CONN_ID,
             timeout=120,
         )
+        outcome = EmptyOperator(task_id="outcome", trigger_rule="none_failed")
         canary >> approve >> promote >> rollback
+        [promote, rollback] >> outcome
     return dag
 
 
