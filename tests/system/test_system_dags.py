@@ -9,6 +9,7 @@ Against a real cluster::
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -33,9 +34,16 @@ def test_example_dag_succeeds(dag_file: Path, tmp_path: Path, airflow_dags_test,
     compiler.Compiler().compile(example_pipeline, str(folder / "example_pipeline.yaml"))
     dag_id = dag_file.stem
     result = airflow_dags_test(folder / dag_file.name, dag_id, env=system_connection_env, timeout=TIMEOUT)
-    output = result.stdout
-    assert result.returncode == 0, output[-6000:]
-    assert "state=success" in output.replace(" ", "") or "DagRun Finished" in output, output[-6000:]
-    assert "state=failed" not in output.replace(" ", ""), output[-6000:]
+    output = result.stdout  # stdout and stderr merged
+    assert result.returncode == 0, _why(output)
+    assert "state=success" in output.replace(" ", "") or "DagRun Finished" in output, _why(output)
+    assert "state=failed" not in output.replace(" ", ""), _why(output)
     # The operator reported the steps by pipeline path, nested and loop steps included.
-    assert "kfp-bridge-system-inner/shout" in output and "for-loop-2[1]/shout" in output, output[-6000:]
+    assert "kfp-bridge-system-inner/shout" in output and "for-loop-2[1]/shout" in output, _why(output)
+
+
+def _why(output: str) -> str:
+    """The lines that say what went wrong (a task that failed early is far from the end), then the end."""
+    lines = output.splitlines()
+    telling = [line for line in lines if re.search(r"error|failed|exception|traceback|warning", line, re.IGNORECASE)]
+    return "\n".join(["-- error, failure and warning lines:", *telling[-80:], "-- the end:", *lines[-40:]])
