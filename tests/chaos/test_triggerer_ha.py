@@ -31,6 +31,7 @@ from typing import Any
 
 import psutil
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from kfp_bridge.local.airflow import AirflowStack
 from tests.chaos.conftest import (
@@ -45,7 +46,16 @@ from tests.chaos.conftest import (
     tries,
 )
 from tests.fixtures.kfp_stand_in import KfpStandIn, start_kfp_stand_in
-from tests.fixtures.kube_stand_in import IrisModels, KubeStandIn, release, revision_traffic, slow_model
+from tests.fixtures.kube_stand_in import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    IrisModels,
+    KubeStandIn,
+    release,
+    revision_traffic,
+    slow_model,
+)
 
 pytestmark = pytest.mark.chaos
 
@@ -136,6 +146,32 @@ def _release_all(models: list[Path], iris_models: IrisModels, timeout: float) ->
         thread.join(timeout + 30)
 
 
+@pytest.fixture
+def ha_names(chaos_kube: KubeStandIn) -> Iterator[list[str]]:
+    """This round's InferenceService names; deleted afterwards, pass or fail, and waited for until gone.
+
+    Each keeps a model server process (~170 MB): three rounds' 75 left running exhausted this
+    machine's 23 GiB and the OOM killer ended the run.
+    """
+    prefix = f"ha-{secrets.token_hex(3)}"
+    names = [f"{prefix}-{i}" for i in range(ROLLOUTS)]
+    yield names
+    api = chaos_kube.api()
+    for name in names:
+        try:
+            api.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+    deadline = time.monotonic() + RUN_TIMEOUT
+    left = set(names)
+    while left:
+        assert time.monotonic() < deadline, f"InferenceServices not deleted after {RUN_TIMEOUT} s: {sorted(left)}"
+        listed = {item["metadata"]["name"] for item in api.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]}
+        left &= listed
+        time.sleep(0.5)
+
+
 @pytest.mark.timeout(3000)
 def test_survivor_takes_over_50_kfp_waits_and_25_rollouts(
     chaos_stack: AirflowStack,
@@ -145,9 +181,10 @@ def test_survivor_takes_over_50_kfp_waits_and_25_rollouts(
     tmp_path: Path,
     chaos_round: int,
     chaos_figures: Callable[[dict[str, Any]], None],
+    ha_names: list[str],
 ) -> None:
-    prefix = f"ha-{secrets.token_hex(3)}"
-    names = [f"{prefix}-{i}" for i in range(ROLLOUTS)]
+    names = ha_names
+    prefix = names[0].rsplit("-", 1)[0]
     model_root = tmp_path / "models"
     models = [slow_model(model_root / str(i)) for i in range(ROLLOUTS)]
     chaos_stack.stop_service("triggerer-2")
@@ -283,11 +320,6 @@ def test_survivor_takes_over_50_kfp_waits_and_25_rollouts(
         assert revision_traffic(obj) == [(r2, 100)], (name, revision_traffic(obj))
         assert "canaryTrafficPercent" not in obj["spec"]["predictor"]
 
-    for name in names:  # the next round's 25 model servers need the room
-        with contextlib.suppress(Exception):
-            chaos_kube.api.delete_namespaced_custom_object(
-                "serving.kserve.io", "v1beta1", "default", "inferenceservices", name
-            )
     figures = {
         "held": held,
         "kill_to_first_trigger_on_survivor_s": round(takeover["first_s"], 1),
