@@ -1,1 +1,30 @@
+"""The provider's extra links, and the descriptor operators declare them with.
+
+A DAG file imports the operators at parse time; the links need ``BaseOperatorLink`` (Airflow's
+attrs-built module, ~1.3 ms to import), which only serializing the DAG and the UI read. So an
+operator names its links by import path and they are built on first read.
+"""
+
 from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+
+class LazyLinks:
+    """``operator_extra_links = LazyLinks("kfp_bridge.links.kfp.KfpRunLink")``: the link instances,
+    built on the first read, on the class (a ``MappedOperator`` reads ``operator_class.operator_extra_links``)
+    and on an instance alike."""
+
+    def __init__(self, *paths: str) -> None:
+        self._paths = paths
+        self._links: tuple[Any, ...] | None = None
+
+    def __get__(self, instance: object, owner: type | None = None) -> tuple[Any, ...]:
+        if self._links is None:
+            built = []
+            for path in self._paths:
+                module, _, name = path.rpartition(".")
+                built.append(getattr(import_module(module), name)())
+            self._links = tuple(built)
+        return self._links

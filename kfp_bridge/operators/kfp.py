@@ -24,7 +24,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 from kfp_bridge.lineage.mixins import KfpRunLineage
-from kfp_bridge.links.kfp import KfpRunLink
+from kfp_bridge.links import LazyLinks
 
 if TYPE_CHECKING:
     import re
@@ -182,7 +182,7 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
 
     template_fields: Sequence[str] = ("pipeline", "run_name", "experiment", "namespace", "pipeline_params", "model_uri")
     template_fields_renderers = {"pipeline_params": "json"}
-    operator_extra_links = (KfpRunLink(),)
+    operator_extra_links = LazyLinks("kfp_bridge.links.kfp.KfpRunLink")
     ui_color = "#e3f2fd"
 
     def __init__(
@@ -230,8 +230,10 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
     _store: Any = None
     _spec: dict[str, Any] | None = None
     _pipeline_names: tuple[str | None, str | None] | None = None
-    # The sync wait's pause between looks (injected: tests replace it; no raw sleep in the loop).
+    # The sync wait's pause between looks and the clock of deadlines and deferrals (injected: tests
+    # replace them; no raw sleep or clock in the loop).
     sleep = staticmethod(time.sleep)
+    clock = staticmethod(time.time)
 
     @classmethod
     def get_serialized_fields(cls) -> frozenset[str]:
@@ -240,6 +242,8 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
 
     # ----- execute ------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
+        from kfp_bridge.links.kfp import KfpRunLink  # needs BaseOperatorLink: not imported at parse
+
         # Airflow reads the link's XCom when the task ends; an empty one keeps a task that fails before
         # submitting from logging "XCom not found" errors that would mislead on-call.
         KfpRunLink.persist(context, "")
@@ -493,14 +497,15 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
         if self.timeout is None:
             return None
         seconds = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)
-        return time.time() + seconds
+        return self.clock() + seconds
 
     def _defer(self, run_id: str, names: dict[str, str]) -> None:
         from kfp_bridge.triggers.kfp import KfpRunTrigger
 
+        # The pipeline's name and version for the asset events, known only here. Kept in the task's
+        # state store when there is one: dag.test()'s in-line trigger resumes with the event alone and
+        # drops defer kwargs (airflow.sdk.definitions.dag, next_kwargs = {"event": ...}).
         if self._store is not None:
-            # Also kept here: dag.test()'s in-line trigger resumes with the event alone and drops the
-            # defer kwargs (airflow.sdk.definitions.dag, next_kwargs = {"event": ...}).
             self._store.set(PIPELINE_NAMES_KEY, names)
         self.defer(
             trigger=KfpRunTrigger(
@@ -508,10 +513,10 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
                 kfp_conn_id=self.kfp_conn_id,
                 poll_interval=self.poll_interval,
                 deadline=self._deadline(),
-                deferred_at=time.time(),
+                deferred_at=self.clock(),
             ),
             method_name="execute_complete",
-            kwargs=names,  # the pipeline's name and version for the asset events, known only here
+            kwargs=None if self._store is not None else names,
         )
 
     def _wait(self, hook: KfpHook, run_id: str) -> RunStatus:
@@ -535,7 +540,7 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
                 self.log.info(status.progress_line())
             if status.is_terminal:
                 return status
-            if deadline is not None and time.time() >= deadline:
+            if deadline is not None and self.clock() >= deadline:
                 final = self._terminate(run_id, f"timeout={self.timeout} passed") or run
                 raise KfpRunError(self._failure_message(hook, self._status(hook, final)))
             self.sleep(self.poll_interval)

@@ -23,7 +23,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 from kfp_bridge.lineage.mixins import KServeRolloutLineage
-from kfp_bridge.links.kserve import InferenceServiceLink
+from kfp_bridge.links import LazyLinks
 from kfp_bridge.utils import kserve_status as ks
 from kfp_bridge.utils import rollout as ro
 
@@ -61,6 +61,8 @@ class KServeRolloutMachine(BaseOperator):
     """
 
     state_key: ClassVar[str] = STATE_KEY
+    # The clock of deadlines and deferral times (injected: tests replace it).
+    clock = staticmethod(time.time)
 
     def __init__(
         self,
@@ -211,7 +213,7 @@ class KServeRolloutMachine(BaseOperator):
         assert r is not None
         if step.phase.rolling_back and not r.phase.rolling_back:
             self.log.error("Rolling back %s: %s", r.name, r.reason)
-            r.deadline = time.time() + ROLLBACK_TIMEOUT_S
+            r.deadline = self.clock() + ROLLBACK_TIMEOUT_S
         try:
             self._apply(hook, step)
         except _Killed:
@@ -268,7 +270,7 @@ class KServeRolloutMachine(BaseOperator):
     def _wait(self, hook: KServeHook) -> Outcome:
         r = self._rollout
         assert r is not None
-        left = r.deadline - time.time()
+        left = r.deadline - self.clock()
         if self.deferrable and left > INLINE_WAIT_S:
             # Waits that end within seconds (promotion, pinning, an already-restored spec) finish
             # here: a trigger round trip costs more, and a trigger that fires right after the
@@ -288,7 +290,7 @@ class KServeRolloutMachine(BaseOperator):
                     condition=ro.condition_to_json(r.condition),
                     deadline=r.deadline,
                     rollout=r.to_json(),
-                    deferred_at=time.time(),
+                    deferred_at=self.clock(),
                 ),
                 method_name="execute_complete",
             )
@@ -339,7 +341,7 @@ class KServeRolloutMachine(BaseOperator):
         assert r is not None
         self.log.warning("Waiting on %s/%s failed: %s", r.namespace, r.name, ro.api_error(exc))
         if r.phase.rolling_back:
-            return self._poll(hook, ro.api_error(exc), max(seconds, r.deadline - time.time()))
+            return self._poll(hook, ro.api_error(exc), max(seconds, r.deadline - self.clock()))
         return False, f"the wait failed: {ro.api_error(exc)}", None
 
     def _poll(self, hook: KServeHook, why: str, seconds: float | None = None) -> Outcome:
@@ -347,7 +349,7 @@ class KServeRolloutMachine(BaseOperator):
         r = self._rollout
         assert r is not None and r.condition is not None
         condition = r.condition
-        seconds = max(seconds if seconds is not None else r.deadline - time.time(), 1.0)
+        seconds = max(seconds if seconds is not None else r.deadline - self.clock(), 1.0)
         self.log.warning("Verifying %s by polling (the watch failed: %s)", ro.describe(r, r.phase), why)
         verdict: list[ro.Verdict] = [ro.Verdict()]
 
@@ -469,7 +471,7 @@ class KServeRolloutOperator(KServeRolloutLineage, KServeRolloutMachine):
 
     # smoke_test is not templated: Airflow 3 would call a callable smoke test while rendering.
     template_fields: Sequence[str] = ("storage_uri", "inference_service", "namespace", "ingress_address")
-    operator_extra_links = (InferenceServiceLink(),)
+    operator_extra_links = LazyLinks("kfp_bridge.links.kserve.InferenceServiceLink")
     ui_color = "#cfe8fc"
 
     def __init__(
@@ -512,6 +514,8 @@ class KServeRolloutOperator(KServeRolloutLineage, KServeRolloutMachine):
         obj = hook.get_isvc(self.inference_service, namespace)
         st = ks.IsvcStatus.from_object(obj)
         if st.url:
+            from kfp_bridge.links.kserve import InferenceServiceLink  # needs BaseOperatorLink: not at parse
+
             InferenceServiceLink.persist(context, st.url)
 
         saved = self._saved(self.inference_service)
@@ -536,7 +540,7 @@ class KServeRolloutOperator(KServeRolloutLineage, KServeRolloutMachine):
 
         try:
             planned = ro.plan(
-                obj, namespace, self.storage_uri, self.canary_traffic_percent, time.time() + self._timeout_seconds()
+                obj, namespace, self.storage_uri, self.canary_traffic_percent, self.clock() + self._timeout_seconds()
             )
         except ro.RolloutRefused as exc:
             raise KServeRolloutError(str(exc)) from None

@@ -16,7 +16,6 @@ answers ``Reject`` unless told otherwise.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,7 +24,7 @@ from airflow.configuration import conf
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from kfp_bridge.lineage.mixins import KServeRolloutLineage
-from kfp_bridge.links.kserve import InferenceServiceLink
+from kfp_bridge.links import LazyLinks
 from kfp_bridge.operators.kserve import DEFAULT_TIMEOUT_S, KServeRolloutError, KServeRolloutMachine
 from kfp_bridge.utils import kserve_status as ks
 from kfp_bridge.utils import release
@@ -56,7 +55,7 @@ class _KServeReleaseOperator(KServeRolloutLineage, KServeRolloutMachine):
     """
 
     template_fields: Sequence[str] = ("rollout", "rollout_task_id")
-    operator_extra_links = (InferenceServiceLink(),)
+    operator_extra_links = LazyLinks("kfp_bridge.links.kserve.InferenceServiceLink")
     ui_color = "#cfe8fc"
     state_key: ClassVar[str] = RELEASE_STATE_KEY
     action: ClassVar[str] = ""
@@ -103,6 +102,8 @@ class _KServeReleaseOperator(KServeRolloutLineage, KServeRolloutMachine):
         obj = hook.get_isvc(record.inference_service, record.namespace)
         st = ks.IsvcStatus.from_object(obj)
         if st.url:
+            from kfp_bridge.links.kserve import InferenceServiceLink  # needs BaseOperatorLink: not at parse
+
             InferenceServiceLink.persist(context, st.url)
         view = release.release_view(record, obj)
         self.log.info("%s %s: %s", self.action.capitalize(), record.target_uri, view.detail)
@@ -112,7 +113,7 @@ class _KServeReleaseOperator(KServeRolloutLineage, KServeRolloutMachine):
         if isinstance(step, release.AlreadyDone):
             self.log.info("Nothing to do: %s", step.note)
             return self._result(st, step.outcome, obj)
-        self._rollout = release.rollout_from_record(record, obj, time.time() + self._timeout_seconds())
+        self._rollout = release.rollout_from_record(record, obj, self.clock() + self._timeout_seconds())
         self._prepare(self._rollout)
         return self._run(hook, self._begin(hook, step))
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator
 
-from kfp_bridge.links.kfp import KfpRunLink
+from kfp_bridge.links import LazyLinks
 from kfp_bridge.utils.states import RunStatus
 
 if TYPE_CHECKING:
@@ -28,7 +28,10 @@ class KfpRunSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("run_id",)
-    operator_extra_links = (KfpRunLink(),)
+    operator_extra_links = LazyLinks("kfp_bridge.links.kfp.KfpRunLink")
+
+    # The clock of the deadline and the deferral time (injected: tests replace it).
+    clock = staticmethod(time.time)
 
     def __init__(
         self,
@@ -75,6 +78,8 @@ class KfpRunSensor(BaseSensorOperator):
         check_positive_seconds(owner, "timeout", self.timeout, optional=True)
 
     def execute(self, context: Context) -> Any:
+        from kfp_bridge.links.kfp import KfpRunLink  # needs BaseOperatorLink: not imported at parse
+
         self._check_run_id()
         hook = self._hook()
         KfpRunLink.persist(context, hook.settings.run_url(self.run_id))
@@ -87,11 +92,11 @@ class KfpRunSensor(BaseSensorOperator):
 
         deadline = None
         if self.timeout is not None:
-            deadline = time.time() + float(self.timeout)
+            deadline = self.clock() + float(self.timeout)
         self.defer(
             trigger=KfpRunTrigger(
                 run_id=self.run_id, kfp_conn_id=self.kfp_conn_id, poll_interval=self.poke_interval, deadline=deadline,
-                deferred_at=time.time(),
+                deferred_at=self.clock(),
             ),
             method_name="execute_complete",
         )

@@ -73,14 +73,18 @@ class KServeRolloutTrigger(BaseTrigger):
         return self._kserve_hook
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        payload = await self._outcome()
+        # Every event, as PollingTrigger does: a wait that ends soon after the deferral races Airflow's resume.
+        await settle_after_deferral(self.deferred_at, self.log)
+        yield TriggerEvent(payload)
+
+    async def _outcome(self) -> dict[str, Any]:
+        """The event's payload: success, failed, timeout or error, with the rollout it continues."""
         try:
             rollout = ro.Rollout.from_json(self.rollout)
             condition = ro.condition_from_json(self.condition, self.name)
         except (KeyError, TypeError, ValueError) as exc:
-            yield TriggerEvent(
-                {"status": "error", "message": f"unreadable rollout state: {exc!r}", "rollout": self.rollout}
-            )
-            return
+            return {"status": "error", "message": f"unreadable rollout state: {exc!r}", "rollout": self.rollout}
         verdict = ro.Verdict()
         last: list[Any] = [None]
 
@@ -113,26 +117,13 @@ class KServeRolloutTrigger(BaseTrigger):
         except asyncio.CancelledError:
             raise
         except TimeoutError as exc:
-            yield TriggerEvent(
-                {"status": "timeout", "message": f"{exc.args[0]}; rolling back", "rollout": self.rollout}
-            )
-            return
+            return {"status": "timeout", "message": f"{exc.args[0]}; rolling back", "rollout": self.rollout}
         except Exception as exc:
             self.log.exception("KServe trigger failed")
-            yield TriggerEvent({"status": "error", "message": ro.api_error(exc), "rollout": self.rollout})
-            return
-        await settle_after_deferral(self.deferred_at, self.log)
+            return {"status": "error", "message": ro.api_error(exc), "rollout": self.rollout}
         if verdict.failure is not None:
-            yield TriggerEvent({"status": "failed", "message": verdict.failure, "rollout": self.rollout})
-            return
-        yield TriggerEvent(
-            {
-                "status": "success",
-                "message": "condition reached",
-                "rollout": self.rollout,
-                "object": snap.isvc_object,
-            }
-        )
+            return {"status": "failed", "message": verdict.failure, "rollout": self.rollout}
+        return {"status": "success", "message": "condition reached", "rollout": self.rollout, "object": snap.isvc_object}
 
     async def on_kill(self) -> None:
         """The deferred task was killed: restore the previous spec, pinned to the previous revision.
