@@ -16,10 +16,16 @@ Samples alternate between the two files to cancel drift, importing from bytecode
 dag-processor does. The ratio uses CPU time of the parsing
 process (``time.process_time``): on a shared, loaded machine wall time mostly measures waiting for
 a core; the wall-clock ratio is printed beside it. ``--breakdown`` adds what each module the KFP file
-imports beyond the EmptyOperator file costs (``python -X importtime``, self time, median). The last line is
-machine-readable:
+imports beyond the EmptyOperator file costs (``python -X importtime``, self time, median).
+
+``*_build_ms`` is building the file's DAG and tasks alone: each file run again and again in one process
+(imports done), the fastest run. ``subclass_build_ms - empty_build_ms`` is Airflow's own price for an
+operator class with an ``__init__`` (its wrapper deep-copies the DAG's Params once more per task), and
+``floor_ratio`` is the parse ratio that price alone gives: no operator with its own ``__init__`` parses
+below it, whatever its module imports. The last line is machine-readable:
 
     parse_ratio=R kfp_ms=K empty_ms=E subclass_ms=C own_ratio=O bare_ms=B bare_ratio=R2 wall_ratio=W
+    kfp_build_ms=KB empty_build_ms=EB subclass_build_ms=SB floor_ratio=F
     imports_kfp=False imports_kubernetes=False imports_openlineage=False samples=N
 """
 
@@ -88,6 +94,37 @@ PROBE = textwrap.dedent(
     }))
     """
 )
+
+
+# The same files run again and again in one process: imports are done after the first run, so the
+# fastest run is what building the DAG and its tasks costs (per-task differences without the noise
+# of two ~20 ms medians).
+BUILD_PROBE = textwrap.dedent(
+    """
+    import json, runpy, sys, time
+    import airflow.sdk  # noqa: F401
+    best = {}
+    for _ in range(int(sys.argv[1])):
+        for path in sys.argv[2:]:
+            cpu = time.process_time()
+            runpy.run_path(path)
+            best[path] = min(best.get(path, 1e9), time.process_time() - cpu)
+    print(json.dumps(best))
+    """
+)
+
+
+def build_times(files: dict[str, Path], repeats: int) -> dict[str, float]:
+    """Per kind, the fastest run (s) of its file once everything it imports is loaded."""
+    out = subprocess.run(
+        [sys.executable, "-c", BUILD_PROBE, str(repeats), *map(str, files.values())],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_env(next(iter(files.values())).parent),
+    )
+    best = json.loads(out.stdout.strip().splitlines()[-1])
+    return {kind: best[str(path)] for kind, path in files.items()}
 
 
 def _literal_params() -> str:
@@ -195,6 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
                 if kind == "kfp":
                     for name in HEAVY:
                         leaks[name] |= result[name]
+        build = build_times(files, max(10, args.samples * 2))
         if args.breakdown:
             runs = {
                 kind: [import_breakdown(files[kind]) for _ in range(max(3, args.samples // 3))]
@@ -214,6 +252,10 @@ def main(argv: list[str] | None = None) -> dict:
         "bare_ms": round(bare_ms, 1),
         "bare_ratio": round(kfp_ms / bare_ms, 3),
         "wall_ratio": round(statistics.median(wall["kfp"]) / statistics.median(wall["empty"]), 3),
+        # Building the tasks alone, everything imported (the fastest of many runs in one process):
+        # subclass - empty is what Airflow adds for any operator class with its own __init__.
+        **{f"{kind}_build_ms": round(build[kind] * 1000, 2) for kind in ("kfp", "empty", "subclass")},
+        "floor_ratio": round((empty_ms + (build["subclass"] - build["empty"]) * 1000) / empty_ms, 3),
         **{f"imports_{name}": leaks[name] for name in HEAVY},
         "samples": args.samples,
     }
