@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import re
 
     from airflow.sdk import Context
+    from airflow.triggers.base import BaseTrigger
 
     from kfp_bridge.hooks.kfp import KfpHook
     from kfp_bridge.utils.run_tags import TaskIdentity
@@ -500,23 +501,27 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
         return self.clock() + seconds
 
     def _defer(self, run_id: str, names: dict[str, str]) -> None:
-        from kfp_bridge.triggers.kfp import KfpRunTrigger
-
         # The pipeline's name and version for the asset events, known only here. Kept in the task's
         # state store when there is one: dag.test()'s in-line trigger resumes with the event alone and
         # drops defer kwargs (airflow.sdk.definitions.dag, next_kwargs = {"event": ...}).
         if self._store is not None:
             self._store.set(PIPELINE_NAMES_KEY, names)
         self.defer(
-            trigger=KfpRunTrigger(
-                run_id=run_id,
-                kfp_conn_id=self.kfp_conn_id,
-                poll_interval=self.poll_interval,
-                deadline=self._deadline(),
-                deferred_at=self.clock(),
-            ),
+            trigger=self._trigger(run_id),
             method_name="execute_complete",
             kwargs=None if self._store is not None else names,
+        )
+
+    def _trigger(self, run_id: str) -> BaseTrigger:
+        """What follows the run while the task is deferred (benchmarks/triggerer_airflow.py swaps it)."""
+        from kfp_bridge.triggers.kfp import KfpRunTrigger
+
+        return KfpRunTrigger(
+            run_id=run_id,
+            kfp_conn_id=self.kfp_conn_id,
+            poll_interval=self.poll_interval,
+            deadline=self._deadline(),
+            deferred_at=self.clock(),
         )
 
     def _wait(self, hook: KfpHook, run_id: str) -> RunStatus:

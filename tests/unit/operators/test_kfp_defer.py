@@ -40,3 +40,17 @@ def test_the_trigger_gets_the_deadline_and_deferral_time_from_the_operators_cloc
     assert (trigger.run_id, trigger.poll_interval) == ("run-1", 5)
     assert (trigger.deadline, trigger.deferred_at) == (1060.0, 1000.0)
     assert _deferral(None).method_name == "execute_complete"
+
+
+def test_the_benchmarks_per_run_baseline_swaps_only_the_trigger():
+    # benchmarks/triggerer_airflow.py's baseline: the same operator, a plain get_run-per-run trigger.
+    from benchmarks.triggerer_airflow import PerRunPollKfpRunOperator, PerRunPollTrigger
+
+    task = PerRunPollKfpRunOperator(task_id="train", pipeline="/p.yaml", deferrable=True, poll_interval=5)
+    store = _Store()
+    task._store = store
+    with pytest.raises(TaskDeferred) as deferred:
+        task._defer("run-1", NAMES)
+    assert isinstance(deferred.value.trigger, PerRunPollTrigger)
+    assert (deferred.value.trigger.run_id, deferred.value.method_name) == ("run-1", "execute_complete")
+    assert store == {PIPELINE_NAMES_KEY: NAMES}
