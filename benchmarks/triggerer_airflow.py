@@ -99,22 +99,23 @@ class PerRunPollTrigger(BaseTrigger):
 
     async def run(self):  # type: ignore[override]
         from kfp_bridge.hooks.kfp import KfpHook
-        from kfp_bridge.utils.states import RunStatus
+        from kfp_bridge.utils.states import RunState, is_success, is_terminal
 
         hook = KfpHook(kfp_conn_id=self.kfp_conn_id)
         try:
             while True:
                 try:
-                    status = RunStatus.from_api(await hook.aget_run(self.run_id))
+                    # Only the run's state, as a plain poll loop reads it (execute_complete reads the rest).
+                    state = RunState.parse((await hook.aget_run(self.run_id)).get("state"))
                 except Exception as exc:  # noqa: BLE001 - a trigger turns errors into events
                     yield TriggerEvent({"status": "error", "run_id": self.run_id, "message": str(exc)})
                     return
-                if status.is_terminal:
+                if is_terminal(state):
                     yield TriggerEvent({
-                        "status": "success" if status.is_success else "failed",
+                        "status": "success" if is_success(state) else "failed",
                         "run_id": self.run_id,
-                        "state": status.state.value,
-                        "message": status.progress_line(),
+                        "state": state.value,
+                        "message": f"KFP run {self.run_id}: {state.value}",
                     })
                     return
                 await asyncio.sleep(self.poll_interval)
