@@ -274,37 +274,46 @@ class RunPoller:
             await hook.aclose()
 
     async def _look(self, hook: KfpHook, run_ids: list[str]) -> None:
+        """One round: each page's runs reach their triggers as soon as that page is in."""
         from kfp_bridge.hooks.kfp import KfpApiError
 
-        found: dict[str, dict[str, Any] | None] = {}  # None: the look failed and was reported
-        missing = list(run_ids)
-        if self.use_list:
+        unlisted: list[str] = []  # runs to GET one by one: the server cannot list by run_id
+        if not self.use_list:
+            unlisted = list(run_ids)
+        else:
             gate = asyncio.Semaphore(CONCURRENT_PAGES)
 
             async def one_page(page: list[str]) -> None:
                 async with gate:
                     if not self.use_list:
+                        unlisted.extend(page)
                         return
                     try:
-                        found.update(await self._list(hook, page))
+                        listed = await self._list(hook, page)
                     except KfpApiError as err:
                         if err.status in LIST_UNSUPPORTED_STATUSES:
                             log.warning("KFP ListRuns with an IN filter on run_id failed (%s); polling runs one by one", err)
                             self.use_list = False
-                            return
-                        self._fail(page, err)
-                        found.update(dict.fromkeys(page))  # failed, not missing: no GET fallback
+                            unlisted.extend(page)
+                        else:
+                            self._fail(page, err)  # failed, not missing: no GET fallback
+                        return
+                    to_get = []
+                    for run_id in page:
+                        run = listed.get(run_id)
+                        if run is None or needs_details(run, self._states.get(run_id)):
+                            to_get.append(run_id)  # missing from the list, or its steps are needed
+                        else:
+                            self._deliver(run_id, run)
+                    await self._get_each(hook, to_get)
 
             await asyncio.gather(*(one_page(page) for page in pages(run_ids)))
-            missing = [run_id for run_id in run_ids if run_id not in found]
-        for run_id, run in found.items():
-            if run is None:
-                continue
-            if needs_details(run, self._states.get(run_id)):
-                missing.append(run_id)
-                continue
-            self._deliver(run_id, run)
-        for run_id in missing:
+        await self._get_each(hook, unlisted)
+
+    async def _get_each(self, hook: KfpHook, run_ids: list[str]) -> None:
+        from kfp_bridge.hooks.kfp import KfpApiError
+
+        for run_id in run_ids:
             if run_id not in self._subscribers:
                 continue
             try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import re
@@ -336,19 +337,27 @@ def _comparable(value: Any) -> Any:
     return fold(value) if isinstance(value, str) else value
 
 
+@functools.lru_cache(maxsize=64)
+def _in_values(p: Predicate, text_column: bool) -> frozenset[Any]:
+    """IN's values as the column compares them: folded once per query, not once per row (an IN of
+    200 run ids over 1000 runs folded 200,000 strings per page)."""
+    values = tuple(str(v) for v in p.value) if text_column and p.key not in TIME_KEYS else p.value
+    return frozenset(_comparable(v) for v in values)
+
+
 def _matches(doc: dict[str, Any], p: Predicate) -> bool:
     actual = _field(doc, p.key)
     expected = p.value
     if p.operation == "IS_SUBSTRING":
         return like_pattern(str(expected)).fullmatch(fold(str(actual))) is not None
-    if p.key in TIME_KEYS:
-        expected = expected if isinstance(expected, tuple) else int(expected)
-    elif isinstance(actual, str):
-        # A string column compared with a number compares as text here (MySQL would cast).
-        expected = tuple(str(v) for v in expected) if isinstance(expected, tuple) else str(expected)
-    actual = _comparable(actual)
     if p.operation == "IN":
-        return actual in tuple(_comparable(v) for v in expected)
+        # A string column compared with a number compares as text here (MySQL would cast).
+        return _comparable(actual) in _in_values(p, isinstance(actual, str))
+    if p.key in TIME_KEYS:
+        expected = int(expected)
+    elif isinstance(actual, str):
+        expected = str(expected)
+    actual = _comparable(actual)
     expected = _comparable(expected)
     try:
         return {

@@ -157,6 +157,25 @@ def test_string_comparisons_ignore_case_and_accents():
     assert _ids(query.apply(q, RUNS)[0]) == ["r0", "r3"]
 
 
+def test_in_compares_numbers_with_a_text_column_as_text_and_timestamps_as_seconds():
+    docs = [{"run_id": "7", "display_name": "7", "created_at": 7.9}, {"run_id": "8", "display_name": "x", "created_at": 8.2}]
+    q = query.parse_list_query("runs", filter_text=_filter(
+        {"operation": "IN", "key": "display_name", "int_values": {"values": [7, 9]}}))
+    assert _ids(query.apply(q, docs)[0]) == ["7"]
+    q = query.parse_list_query("runs", filter_text=_filter(
+        {"operation": "IN", "key": "created_at", "long_values": {"values": [8]}}))
+    assert _ids(query.apply(q, docs)[0]) == ["8"]
+
+
+def test_in_over_many_ids_selects_exactly_those_runs():
+    docs = [{"run_id": f"Run-{i}"} for i in range(1000)]
+    wanted = [f"run-{i}" for i in range(0, 1000, 5)]  # ids compare case-insensitively, as in MySQL
+    q = query.parse_list_query("runs", page_size=200, filter_text=_filter(
+        {"operation": "IN", "key": "run_id", "string_values": {"values": wanted}}))
+    page, total, token = query.apply(q, docs)
+    assert total == 200 and token == "" and sorted(_ids(page)) == sorted(f"Run-{i}" for i in range(0, 1000, 5))
+
+
 def test_is_substring_needs_a_string_value():
     with pytest.raises(ApiError, match="IS_SUBSTRING needs a 'string_value'"):
         query.parse_filter(_filter({"operation": "IS_SUBSTRING", "key": "display_name", "int_value": 3}), "runs")

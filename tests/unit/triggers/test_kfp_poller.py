@@ -135,6 +135,38 @@ def test_one_list_serves_every_run_and_a_missing_run_gets_its_own_404():
     assert hook.closed  # the last subscriber leaving stops the poller and closes its hook
 
 
+def test_each_page_reaches_its_triggers_without_waiting_for_the_rest_of_the_round():
+    runs = {f"r{i}": {"run_id": f"r{i}", "state": "SUCCEEDED", "run_details": {"task_details": [{"state": "SUCCEEDED"}]}}
+            for i in range(kfp_poller.PAGE_SIZE + 1)}
+    last = f"r{kfp_poller.PAGE_SIZE}"  # alone on the second page
+
+    class _SlowSecondPage(_FakeHook):
+        release = asyncio.Event()
+
+        async def alist_runs(self, *, filter_, page_size, page_token=""):
+            if last in filter_["predicates"][0]["string_values"]["values"]:
+                await self.release.wait()  # the second page is still on the wire
+            return await super().alist_runs(filter_=filter_, page_size=page_size, page_token=page_token)
+
+    async def main():
+        hook = _SlowSecondPage(runs)
+        poller = kfp_poller.RunPoller(("c", "h", ""), lambda: hook, schedule=PollSchedule(join_delay=0.0))
+        subs = {r: poller.register(r, 30.0) for r in runs}
+        first = await asyncio.wait_for(subs["r0"].next(), 5)
+        later = asyncio.ensure_future(subs[last].next())
+        await asyncio.sleep(0.05)
+        last_done_before_release = later.done()
+        hook.release.set()
+        second = await asyncio.wait_for(later, 5)
+        for sub in subs.values():
+            sub.close()
+        return first, last_done_before_release, second, hook.calls
+
+    first, last_done_before_release, second, calls = asyncio.run(main())
+    assert first["run_id"] == "r0" and not last_done_before_release and second["run_id"] == last
+    assert sorted(calls) == [("list", 1), ("list", kfp_poller.PAGE_SIZE)]
+
+
 def test_a_server_rejecting_the_filter_switches_to_per_run_gets():
     hook = _FakeHook({"a": {"run_id": "a", "state": "RUNNING"}}, list_status=400)
     results, poller = _run_poller(hook, ["a"])
