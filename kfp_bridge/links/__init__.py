@@ -10,9 +10,23 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+KFP_RUN_LINK = "kfp_bridge.links.kfp.KfpRunLink"
+INFERENCE_SERVICE_LINK = "kfp_bridge.links.kserve.InferenceServiceLink"
+
+
+def _link_class(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(import_module(module), name)
+
+
+def persist_url(context: Any, link: str, url: str) -> None:
+    """Store ``url`` for the button of ``link`` (an import path above), importing it only now: at
+    execute time, never at parse."""
+    _link_class(link).persist(context, url)
+
 
 class LazyLinks:
-    """``operator_extra_links = LazyLinks("kfp_bridge.links.kfp.KfpRunLink")``: the link instances,
+    """``operator_extra_links = LazyLinks(KFP_RUN_LINK)``: the link instances,
     built on the first read, on the class (a ``MappedOperator`` reads ``operator_class.operator_extra_links``)
     and on an instance alike."""
 
@@ -22,9 +36,5 @@ class LazyLinks:
 
     def __get__(self, instance: object, owner: type | None = None) -> tuple[Any, ...]:
         if self._links is None:
-            built = []
-            for path in self._paths:
-                module, _, name = path.rpartition(".")
-                built.append(getattr(import_module(module), name)())
-            self._links = tuple(built)
+            self._links = tuple(_link_class(path)() for path in self._paths)
         return self._links

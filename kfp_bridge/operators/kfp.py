@@ -24,7 +24,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 from kfp_bridge.lineage.mixins import KfpRunLineage
-from kfp_bridge.links import LazyLinks
+from kfp_bridge.links import KFP_RUN_LINK, LazyLinks, persist_url
 
 if TYPE_CHECKING:
     import re
@@ -183,7 +183,7 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
 
     template_fields: Sequence[str] = ("pipeline", "run_name", "experiment", "namespace", "pipeline_params", "model_uri")
     template_fields_renderers = {"pipeline_params": "json"}
-    operator_extra_links = LazyLinks("kfp_bridge.links.kfp.KfpRunLink")
+    operator_extra_links = LazyLinks(KFP_RUN_LINK)
     ui_color = "#e3f2fd"
 
     def __init__(
@@ -243,11 +243,9 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
 
     # ----- execute ------------------------------------------------------------------------------
     def execute(self, context: Context) -> dict[str, Any]:
-        from kfp_bridge.links.kfp import KfpRunLink  # needs BaseOperatorLink: not imported at parse
-
         # Airflow reads the link's XCom when the task ends; an empty one keeps a task that fails before
         # submitting from logging "XCom not found" errors that would mislead on-call.
-        KfpRunLink.persist(context, "")
+        persist_url(context, KFP_RUN_LINK, "")
         prepared = self._prepare(context)  # every check that can fail happens before any side effect
         self._spec = prepared["spec"]
         hook = self._get_hook()
@@ -267,7 +265,7 @@ class KfpRunOperator(KfpRunLineage, BaseOperator):
             store.set(RUN_ID_KEY, run_id)
 
         url = hook.settings.run_url(run_id)
-        KfpRunLink.persist(context, url)
+        persist_url(context, KFP_RUN_LINK, url)
         self.log.info("KFP run %s: %s", run_id, url)
 
         status = self._status(hook, run)

@@ -23,7 +23,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseOperator
 
 from kfp_bridge.lineage.mixins import KServeRolloutLineage
-from kfp_bridge.links import LazyLinks
+from kfp_bridge.links import INFERENCE_SERVICE_LINK, LazyLinks, persist_url
 from kfp_bridge.utils import kserve_status as ks
 from kfp_bridge.utils import rollout as ro
 
@@ -471,7 +471,7 @@ class KServeRolloutOperator(KServeRolloutLineage, KServeRolloutMachine):
 
     # smoke_test is not templated: Airflow 3 would call a callable smoke test while rendering.
     template_fields: Sequence[str] = ("storage_uri", "inference_service", "namespace", "ingress_address")
-    operator_extra_links = LazyLinks("kfp_bridge.links.kserve.InferenceServiceLink")
+    operator_extra_links = LazyLinks(INFERENCE_SERVICE_LINK)
     ui_color = "#cfe8fc"
 
     def __init__(
@@ -514,9 +514,7 @@ class KServeRolloutOperator(KServeRolloutLineage, KServeRolloutMachine):
         obj = hook.get_isvc(self.inference_service, namespace)
         st = ks.IsvcStatus.from_object(obj)
         if st.url:
-            from kfp_bridge.links.kserve import InferenceServiceLink  # needs BaseOperatorLink: not at parse
-
-            InferenceServiceLink.persist(context, st.url)
+            persist_url(context, INFERENCE_SERVICE_LINK, st.url)
 
         saved = self._saved(self.inference_service)
         if saved is not None and not saved.phase.terminal and saved.name == self.inference_service:

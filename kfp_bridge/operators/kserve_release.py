@@ -24,7 +24,7 @@ from airflow.configuration import conf
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 
 from kfp_bridge.lineage.mixins import KServeRolloutLineage
-from kfp_bridge.links import LazyLinks
+from kfp_bridge.links import INFERENCE_SERVICE_LINK, LazyLinks, persist_url
 from kfp_bridge.operators.kserve import DEFAULT_TIMEOUT_S, KServeRolloutError, KServeRolloutMachine
 from kfp_bridge.utils import kserve_status as ks
 from kfp_bridge.utils import release
@@ -55,7 +55,7 @@ class _KServeReleaseOperator(KServeRolloutLineage, KServeRolloutMachine):
     """
 
     template_fields: Sequence[str] = ("rollout", "rollout_task_id")
-    operator_extra_links = LazyLinks("kfp_bridge.links.kserve.InferenceServiceLink")
+    operator_extra_links = LazyLinks(INFERENCE_SERVICE_LINK)
     ui_color = "#cfe8fc"
     state_key: ClassVar[str] = RELEASE_STATE_KEY
     action: ClassVar[str] = ""
@@ -102,9 +102,7 @@ class _KServeReleaseOperator(KServeRolloutLineage, KServeRolloutMachine):
         obj = hook.get_isvc(record.inference_service, record.namespace)
         st = ks.IsvcStatus.from_object(obj)
         if st.url:
-            from kfp_bridge.links.kserve import InferenceServiceLink  # needs BaseOperatorLink: not at parse
-
-            InferenceServiceLink.persist(context, st.url)
+            persist_url(context, INFERENCE_SERVICE_LINK, st.url)
         view = release.release_view(record, obj)
         self.log.info("%s %s: %s", self.action.capitalize(), record.target_uri, view.detail)
         step = self._decide(record, view)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator
 
-from kfp_bridge.links import LazyLinks
+from kfp_bridge.links import KFP_RUN_LINK, LazyLinks, persist_url
 from kfp_bridge.utils.states import RunStatus
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ class KfpRunSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("run_id",)
-    operator_extra_links = LazyLinks("kfp_bridge.links.kfp.KfpRunLink")
+    operator_extra_links = LazyLinks(KFP_RUN_LINK)
 
     # The clock of the deadline and the deferral time (injected: tests replace it).
     clock = staticmethod(time.time)
@@ -78,11 +78,9 @@ class KfpRunSensor(BaseSensorOperator):
         check_positive_seconds(owner, "timeout", self.timeout, optional=True)
 
     def execute(self, context: Context) -> Any:
-        from kfp_bridge.links.kfp import KfpRunLink  # needs BaseOperatorLink: not imported at parse
-
         self._check_run_id()
         hook = self._hook()
-        KfpRunLink.persist(context, hook.settings.run_url(self.run_id))
+        persist_url(context, KFP_RUN_LINK, hook.settings.run_url(self.run_id))
         if not self.deferrable:
             return super().execute(context)
         status = self._status()

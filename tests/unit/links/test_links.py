@@ -10,7 +10,7 @@ import pytest
 from airflow.sdk import DAG, BaseOperatorLink
 from airflow.serialization.serialized_objects import DagSerialization
 
-from kfp_bridge.links import LazyLinks
+from kfp_bridge.links import INFERENCE_SERVICE_LINK, KFP_RUN_LINK, LazyLinks, persist_url
 from kfp_bridge.links.kfp import KfpRunLink
 from kfp_bridge.links.kserve import InferenceServiceLink
 from kfp_bridge.operators.kfp import KfpRunOperator
@@ -27,6 +27,18 @@ def test_links_are_built_once_on_first_read_and_read_alike_from_the_class_and_an
     assert [type(link) for link in links] == [KfpRunLink, InferenceServiceLink]
     assert all(isinstance(link, BaseOperatorLink) for link in links)
     assert Owner().operator_extra_links is links
+
+
+@pytest.mark.parametrize(("path", "link"), [(KFP_RUN_LINK, KfpRunLink), (INFERENCE_SERVICE_LINK, InferenceServiceLink)])
+def test_persist_url_pushes_the_url_under_the_links_own_xcom_key(path, link):
+    pushed = []
+
+    class _Ti:
+        def xcom_push(self, *, key, value):
+            pushed.append((key, value))
+
+    persist_url({"ti": _Ti()}, path, "http://ui.example/x")
+    assert pushed == [(link.key, "http://ui.example/x")]
 
 
 def test_a_wrong_path_fails_when_read_naming_the_module():
