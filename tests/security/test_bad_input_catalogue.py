@@ -1,7 +1,7 @@
 """The bad-input catalogue (issue 13 item 6): hostile or malformed inputs and what each one does.
 
-Every row feeds one input to a real component (KfpRunOperator / KfpRunSensor / KServeRolloutOperator
-``execute``, the ``kfp`` connection through KfpHook.test_connection, ``python -m kfp_bridge.cli``,
+Every row feeds one input to a real component (KfpRunOperator / KfpRunSensor / KServeRolloutOperator /
+KServePromoteOperator / KServeRollbackOperator ``execute``, the ``kfp`` connection through KfpHook.test_connection, ``python -m kfp_bridge.cli``,
 the KFP stand-in's REST API, the kube stand-in's API) and checks two things:
 
 * the user sees a clear error that names the input (``expect``: a regex on the error text);
@@ -98,7 +98,10 @@ def _rows(kfp, kube, folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[Row]
     from kfp_bridge.hooks.kfp import KfpHook
     from kfp_bridge.operators.kfp import KfpRunOperator
     from kfp_bridge.operators.kserve import KServeRolloutOperator
+    from kfp_bridge.operators.kserve_release import KServePromoteOperator, KServeRollbackOperator
     from kfp_bridge.sensors.kfp import KfpRunSensor
+    from kfp_bridge.utils import release as rel
+    from tests.unit.utils.test_release import _isvc, _rollout
 
     def run_op(**kwargs: Any) -> Callable[[], str]:
         def call() -> Any:
@@ -119,6 +122,14 @@ def _rows(kfp, kube, folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[Row]
         return lambda: _error_of(
             lambda: KServeRolloutOperator(task_id="catalogue_rollout", **args).execute(_context(folder))
         )
+
+    def release(cls: type, **kwargs: Any) -> Callable[[], str]:
+        args = {"kubernetes_conn_id": KUBE_CONN, "deferrable": False, "timeout": 30, **kwargs}
+        return lambda: _error_of(lambda: cls(task_id="catalogue_release", **args).execute(_context(folder)))
+
+    def record(**changes: Any) -> dict[str, Any]:
+        """A canary record as KServeRolloutOperator(promote=False) returns it, with ``changes`` (tampered)."""
+        return {"outcome": "canary", "recorded": {**rel.record_canary(_rollout(), _isvc()).to_json(), **changes}}
 
     def connection(host: str, **extra: Any) -> Callable[[], str]:
         def call() -> str:
@@ -301,6 +312,33 @@ def _rows(kfp, kube, folder: Path, monkeypatch: pytest.MonkeyPatch) -> list[Row]
             rollout(canary_traffic_percent="20"), r"canary_traffic_percent.*\(str\)"),
         Row("promote='false'", "KServeRolloutOperator", rollout(promote="false"), r"promote must be True or False"),
         Row("timeout=-1", "KServeRolloutOperator", rollout(timeout=-1), r"timeout must be positive"),
+        # --- KServePromoteOperator / KServeRollbackOperator (the record is read before any cluster call) ---
+        Row("neither rollout_task_id nor rollout", "KServePromoteOperator", release(KServePromoteOperator),
+            r"needs exactly one of rollout_task_id.*got neither"),
+        Row("rollout='{not json' (a string)", "KServePromoteOperator", release(KServePromoteOperator, rollout="{not json"),
+            r"rollout is a string that is not JSON"),
+        Row("rollout= a promote=True result (nothing recorded)", "KServePromoteOperator",
+            release(KServePromoteOperator, rollout={"outcome": "promoted", "recorded": None}),
+            r"no recorded canary.*set promote=False"),
+        Row("rollout record version 99", "KServePromoteOperator",
+            release(KServePromoteOperator, rollout=record(version=99)), r"record version 99"),
+        Row(f"rollout record inference_service='{xss}'", "KServePromoteOperator",
+            release(KServePromoteOperator, rollout=record(inference_service=xss)),
+            r"inference_service '<img.*is not an InferenceService name"),
+        Row("rollout record namespace='../kube-system'", "KServeRollbackOperator",
+            release(KServeRollbackOperator, rollout=record(namespace="../kube-system")),
+            r"namespace '\.\./kube-system' is not a Kubernetes namespace"),
+        Row("rollout record previous_uri='file://../../etc'", "KServeRollbackOperator",
+            release(KServeRollbackOperator, rollout=record(previous_uri="file://../../etc")),
+            r"previous_uri: .*absolute path"),
+        Row("rollout record without target_uri", "KServePromoteOperator",
+            release(KServePromoteOperator, rollout=record(target_uri=None)), r"recorded canary is incomplete.*target_uri"),
+        Row("reason=3", "KServeRollbackOperator", release(KServeRollbackOperator, rollout=record(), reason=3),
+            r"reason must be a string, got 3"),
+        Row("skip_if_succeeded=''", "KServeRollbackOperator",
+            release(KServeRollbackOperator, rollout=record(), skip_if_succeeded=""), r"skip_if_succeeded must be a task id"),
+        Row("timeout=0", "KServePromoteOperator", release(KServePromoteOperator, rollout=record(), timeout=0),
+            r"timeout must be positive"),
         # --- CLI ---
         Row("kfp-bridge local kfp --port notaport", "CLI", cli("local", "kfp", "--port", "notaport",
                                                                "--state-dir", "cli-state"), r"--port.*notaport"),
@@ -512,6 +550,12 @@ def _write_doc(results: list[tuple[Row, str, list[str]]]) -> None:
         "a DNS-1123 subdomain; `on_rerun` is `retry` or `new_run`; the sensor's `run_id` has no `/`, `?`",
         "or `..`. A compiled pipeline YAML that uses aliases (a \"billion laughs\" file) is refused before",
         "it is parsed: the KFP compiler never writes them.",
+        "",
+        "`KServePromoteOperator` and `KServeRollbackOperator` read the canary record (the rollout task's",
+        "return value, or `rollout=`) before any cluster call and check it as untrusted input: its kind",
+        "and version, every field's type, the InferenceService name and namespace (DNS-1123), and both",
+        "storage URIs by the same rules as `storage_uri`. A record edited by hand or rendered from a",
+        "template cannot aim a promotion at another namespace or model path.",
         "",
     ]
     DOC.write_text("\n".join(lines))
