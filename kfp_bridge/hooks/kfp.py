@@ -131,7 +131,8 @@ class KfpHook(BaseHook):
     :param retry_policy: backoff and budget for transient failures; also sets the request timeout.
 
     ``on_transient_failure``, when set, is called with a token-free reason before each retry of an
-    async call (the triggers' shared poller tells its triggers the API is failing).
+    async call after the first (the triggers' shared poller tells its triggers the API is failing;
+    a single failed attempt that its retry mends is only in the hook's own log).
     """
 
     conn_name_attr = "kfp_conn_id"
@@ -627,9 +628,14 @@ class KfpHook(BaseHook):
                 return await asyncio.to_thread(json.loads, response.content)
             return response.json()
 
+        failures = [0]
+
         def on_retry(exc: BaseException, wait: float) -> None:
+            failures[0] += 1
             self.log.warning("KFP API %s: transient failure (%s); retrying in %.1fs", action, _describe(exc), wait)
-            if self.on_transient_failure is not None:
+            # One failed attempt is often a pooled keep-alive connection the server closed just as
+            # it was reused; the waiting tasks' logs hear of it only when the retry fails too.
+            if self.on_transient_failure is not None and failures[0] > 1:
                 self.on_transient_failure(f"{action}: {_describe(exc)}")
 
         for last_chance in (False, True):
