@@ -5,7 +5,8 @@ run with its own ``GET /runs/{id}`` costs one request per run per interval; inst
 registers its run id with the poller for its connection, and that poller lists all registered runs
 with ``ListRuns`` and an ``IN`` filter on ``run_id`` (a filter the real v2beta1 API supports,
 contracts A.7), up to :data:`PAGE_SIZE` runs per request, and hands each trigger its run's
-snapshot. So N runs cost about N/200 requests per interval.
+snapshot as soon as its page is in. So N runs cost about N/200 requests per interval, sent one
+page at a time spread over the interval (:class:`PollSchedule`).
 
 Fallbacks keep the trigger's behaviour whatever the server returns:
 
@@ -50,8 +51,8 @@ log = logging.getLogger(__name__)
 PAGE_SIZE = 200  # the real server caps page_size at 200 (contracts A.7)
 # A new registration waits this long for its first look, so a burst of deferrals shares requests.
 JOIN_DELAY_SECONDS = 1.0
-# Runs due within this fraction of the shortest interval are polled early with the due ones, so
-# runs registered at different times fall into the same rounds after one interval.
+# Runs due within this fraction of the shortest interval are polled early with the due ones (as far
+# as they fill the round's last page), so runs registered at different times share requests.
 ALIGN_FRACTION = 0.5
 # Pages of one round in flight at once: a round over 2000 runs should not take 10 round trips.
 CONCURRENT_PAGES = 4
@@ -74,13 +75,22 @@ class _Tracked:
 class PollSchedule:
     """When each registered run is next looked at, and which runs one round covers.
 
+    Runs due soon join a round only as far as they fill its last page, and a round of several pages
+    spreads them over the next interval (page i of k comes due after (i+1)/k of it). So N runs
+    settle into about N/page_size rounds of one full page each, evenly apart: the same requests as
+    one big round, but the runs that ended are handed back a few at a time instead of all at once
+    (a burst of resumed tasks queues in Airflow's scheduler and executor).
+
     :param join_delay: seconds a newly added run waits for its first round.
-    :param align_fraction: runs due within this fraction of the shortest interval join a round.
+    :param align_fraction: runs due within this fraction of the shortest interval may join a round.
+    :param page_size: run ids per ListRuns request.
     """
 
-    def __init__(self, *, join_delay: float = JOIN_DELAY_SECONDS, align_fraction: float = ALIGN_FRACTION) -> None:
+    def __init__(self, *, join_delay: float = JOIN_DELAY_SECONDS, align_fraction: float = ALIGN_FRACTION,
+                 page_size: int = PAGE_SIZE) -> None:
         self.join_delay = join_delay
         self.align_fraction = align_fraction
+        self.page_size = page_size
         self._runs: dict[str, _Tracked] = {}
 
     def __len__(self) -> int:
@@ -114,18 +124,35 @@ class PollSchedule:
         return min((t.next_due for t in self._runs.values()), default=None)
 
     def due(self, now: float) -> list[str]:
-        """Runs to look at now: nothing unless one is due; then also those due soon (alignment)."""
+        """Runs to look at now: nothing unless one is due; then every due run, and the runs due
+        soonest (alignment) while they fill the last page."""
         wake = self.next_wake()
         if wake is None or wake > now:
             return []
         horizon = now + self.align_fraction * (self.shortest_interval() or 0.0)
-        return [run_id for run_id, t in self._runs.items() if t.next_due <= horizon]
+        due_now: list[str] = []
+        soon: list[tuple[float, str]] = []
+        for run_id, t in self._runs.items():
+            if t.next_due <= now:
+                due_now.append(run_id)
+            elif t.next_due <= horizon:
+                soon.append((t.next_due, run_id))
+        soon.sort()
+        room = -len(due_now) % self.page_size
+        return due_now + [run_id for _, run_id in soon[:room]]
 
-    def polled(self, run_ids: Iterable[str], now: float) -> None:
-        for run_id in run_ids:
-            tracked = self._runs.get(run_id)
-            if tracked is not None:
-                tracked.next_due = now + tracked.interval
+    def pages(self, run_ids: list[str]) -> list[list[str]]:
+        return pages(run_ids, self.page_size)
+
+    def polled(self, run_ids: list[str], now: float) -> None:
+        """The round over ``run_ids`` (in :meth:`pages` order) was looked at ``now``."""
+        round_pages = self.pages(run_ids)
+        for index, page in enumerate(round_pages):
+            share = (index + 1) / len(round_pages)  # 1 for a round of one page
+            for run_id in page:
+                tracked = self._runs.get(run_id)
+                if tracked is not None:
+                    tracked.next_due = now + tracked.interval * share
 
 
 def pages(run_ids: list[str], size: int = PAGE_SIZE) -> list[list[str]]:
@@ -307,7 +334,7 @@ class RunPoller:
                             self._deliver(run_id, run)
                     await self._get_each(hook, to_get)
 
-            await asyncio.gather(*(one_page(page) for page in pages(run_ids)))
+            await asyncio.gather(*(one_page(page) for page in self.schedule.pages(run_ids)))
         await self._get_each(hook, unlisted)
 
     async def _get_each(self, hook: KfpHook, run_ids: list[str]) -> None:

@@ -52,6 +52,39 @@ def test_a_run_followed_twice_uses_the_shorter_interval_until_its_last_follower_
     assert "a" not in schedule and schedule.next_wake() is None and schedule.due(100.0) == []
 
 
+def test_a_round_of_several_pages_spreads_them_over_the_next_interval():
+    schedule = PollSchedule(join_delay=0.0, page_size=2)
+    for i in range(5):
+        schedule.add(f"r{i}", 10.0, now=0.0)
+    first = schedule.due(0.0)
+    assert len(first) == 5
+    schedule.polled(first, 0.0)  # pages [r0 r1] [r2 r3] [r4]: next due after 1/3, 2/3, 3/3 of 10 s
+    rounds = []
+    now = 0.0
+    while now < 40.0:
+        now = schedule.next_wake()
+        due = schedule.due(now)
+        schedule.polled(due, now)
+        rounds.append((round(now, 2), len(due)))
+    # From then on one page per round, evenly apart, and no run waits longer than its interval.
+    assert rounds[:6] == [(3.33, 2), (6.67, 2), (10.0, 2), (13.33, 2), (16.67, 2), (20.0, 2)], rounds
+    assert all(size <= 2 for _, size in rounds)
+
+
+def test_runs_due_soon_only_fill_the_last_page():
+    schedule = PollSchedule(join_delay=0.0, align_fraction=0.5, page_size=3)
+    schedule.add("a", 10.0, now=0.0)
+    schedule.add("b", 10.0, now=0.0)
+    for name, at in (("c", 1.0), ("d", 2.0), ("e", 3.0)):
+        schedule.add(name, 10.0, now=at)
+    schedule.polled(["a", "b"], 0.0)  # next at 10
+    schedule.polled(["c"], 1.0)
+    schedule.polled(["d"], 2.0)
+    schedule.polled(["e"], 3.0)
+    # At 10: a and b are due; c (11) fills the page; d and e wait for their own time.
+    assert schedule.due(10.0) == ["a", "b", "c"]
+
+
 def test_pages_hold_at_most_200_ids_and_the_filter_is_an_in_predicate_on_run_id():
     ids = [f"r{i}" for i in range(450)]
     assert [len(p) for p in pages(ids)] == [200, 200, 50]
