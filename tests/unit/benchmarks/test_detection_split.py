@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks import detection_split
@@ -13,7 +13,7 @@ BASE = 1_800_000_000.0
 
 
 def _stamp(seconds: float) -> str:
-    return datetime.fromtimestamp(BASE + seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(BASE + seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _line(seconds: float, event: str, **extra) -> str:
